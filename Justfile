@@ -1,0 +1,49 @@
+# mcsv task runner. On a fresh machine use ./justw <recipe>; it bootstraps .venv and just.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv"
+export PATH := venv / "bin" + ":" + env_var("PATH")
+
+# List the recipes.
+default:
+    @just --list
+
+# Create .venv and install the project, the generated contracts and the dev toolchain
+# (again only when a pyproject.toml changed).
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp="{{venv}}/.installed-$(cat pyproject.toml gen/pyproject.toml | sha256sum | cut -c1-16)"
+    [ -e "$stamp" ] && exit 0
+    test -x {{venv}}/bin/python || python3 -m venv {{venv}}
+    {{venv}}/bin/python -m pip install --quiet --upgrade pip
+    {{venv}}/bin/python -m pip install --quiet -e "./gen[server]" -e ".[dev]"
+    rm -f {{venv}}/.installed-* && touch "$stamp"
+
+# Regenerate gen/ from proto/ (protobuf modules, .pyi stubs, Twirp clients/servers, OpenAPI).
+gen: setup
+    rm -rf gen/mcsv
+    buf generate
+
+# Fail when gen/ is not exactly what `just gen` produces.
+gen-check: gen
+    git add --intent-to-add gen
+    git diff --exit-code --stat -- gen || (echo "gen/ is stale: run 'just gen' and commit the result" >&2; exit 1)
+
+# buf lint, ruff and mypy --strict.
+lint: setup
+    buf lint
+    ruff check .
+    ruff format --check .
+    mypy internal tests
+
+# Fail when proto/ is wire- or API-incompatible with the contracts on main.
+breaking against="main": setup
+    buf breaking --against '.git#branch={{against}},subdir=proto'
+
+# Run the test suite (pass pytest arguments after the recipe name).
+test *args: setup
+    pytest {{args}}
+
+# What CI runs: contracts, lint and tests.
+ci: gen-check lint breaking test
