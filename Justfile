@@ -27,8 +27,14 @@ gen: setup
 
 # Fail when gen/ is not exactly what `just gen` produces.
 gen-check: gen
-    git add --intent-to-add gen
-    git diff --exit-code --stat -- gen || (echo "gen/ is stale: run 'just gen' and commit the result" >&2; exit 1)
+    #!/usr/bin/env bash
+    set -euo pipefail
+    changed="$(git status --porcelain -- gen)"
+    if [ -n "$changed" ]; then
+        echo "$changed"
+        echo "gen/ differs from what 'just gen' produces: run 'just gen' and commit the result" >&2
+        exit 1
+    fi
 
 # buf lint, ruff and mypy --strict.
 lint: setup

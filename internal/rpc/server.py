@@ -64,16 +64,13 @@ class TwirpApp(TwirpASGIApp):  # type: ignore[misc]  # the runtime is untyped
         server = self._services.get(service_path)
         endpoint = server._endpoints.get(method) if server is not None else None
         if endpoint is None:
-            raise _bad_route(f"no handler for path {path!r}", path)
+            raise _RouteError(f"no handler for path {path!r}")
         return endpoint
 
     def _get_encoder_decoder(self, endpoint: Any, headers: dict[str, str]) -> tuple[Any, Any]:
         content_type = codec.media_type(headers.get("content-type"))
         if content_type not in codec.CONTENT_TYPES:
-            raise TwirpError(
-                ErrorCode.BAD_ROUTE,
-                f"unexpected Content-Type: {headers.get('content-type', '')!r}",
-            )
+            raise _RouteError(f"unexpected Content-Type: {headers.get('content-type', '')!r}")
 
         def decode(body: bytes) -> Any:
             return codec.decode(body, endpoint.input, content_type)
@@ -130,14 +127,17 @@ class TwirpApp(TwirpASGIApp):  # type: ignore[misc]  # the runtime is untyped
         self._hook.response_sent(ctx=ctx)
 
 
-def _bad_route(msg: str, path: str) -> TwirpError:
-    return TwirpError(ErrorCode.BAD_ROUTE, msg, {"twirp_invalid_route": f"POST {path}"})
+class _RouteError(TwirpError):
+    """A request this layer cannot route to a method; it gets the twirp_invalid_route meta."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(ErrorCode.BAD_ROUTE, msg)
 
 
 def _as_twirp_error(exc: BaseException, scope: Scope) -> TwirpError:
+    if isinstance(exc, _RouteError):
+        return exc.with_meta(twirp_invalid_route=f"{scope['method']} {scope['path']}")
     if isinstance(exc, TwirpError):
-        if exc.code is ErrorCode.BAD_ROUTE and "twirp_invalid_route" not in exc.meta:
-            exc.meta["twirp_invalid_route"] = f"{scope['method']} {scope['path']}"
         return exc
     if isinstance(exc, twirp_exceptions.TwirpServerException):
         return TwirpError(exc.code.value or ErrorCode.UNKNOWN, exc.message, exc.meta)

@@ -46,10 +46,13 @@ def decode(body: bytes, message_type: type[M], content_type: str) -> M:
     message = message_type()
     try:
         if content_type == JSON:
-            json_format.Parse(body.decode("utf-8"), message, ignore_unknown_fields=True)
+            value = json.loads(body.decode("utf-8"))
+            if not isinstance(value, dict):
+                raise json_format.ParseError(f"expected a JSON object, got {type(value).__name__}")
+            json_format.ParseDict(value, message, ignore_unknown_fields=True)
         else:
             message.ParseFromString(body)
-    except (json_format.ParseError, DecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (json_format.ParseError, DecodeError, ValueError, RecursionError) as exc:
         kind = "json" if content_type == JSON else "protobuf"
         raise TwirpError(
             ErrorCode.MALFORMED, f"the {kind} message could not be decoded: {exc}"
@@ -60,7 +63,8 @@ def decode(body: bytes, message_type: type[M], content_type: str) -> M:
 def _emit_unset_messages(message: Message, as_dict: dict[str, Any]) -> None:
     """Adds null for unset singular message fields outside oneofs, as the reference server's
     JSON (protojson with EmitUnpopulated) does; json_format leaves them out."""
-    for field in message.DESCRIPTOR.fields:
+    fields = message.DESCRIPTOR.fields
+    for field in fields:
         field_type = field.message_type
         if field_type is None:  # a scalar or enum field
             continue
@@ -82,6 +86,9 @@ def _emit_unset_messages(message: Message, as_dict: dict[str, Any]) -> None:
                 _emit_unset_messages(item, item_dict)
         else:
             _emit_unset_messages(value, value_dict)
+    in_field_order = {f.name: as_dict[f.name] for f in fields if f.name in as_dict}
+    as_dict.clear()
+    as_dict.update(in_field_order)
 
 
 def _is_object(message_name: str) -> bool:
