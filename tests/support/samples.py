@@ -3,7 +3,7 @@ request and response crosses the wire in the round-trip tests."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -12,7 +12,10 @@ _F = FieldDescriptor
 _WELL_KNOWN = {"google.protobuf.Timestamp", "google.protobuf.Duration"}
 
 
-def sample(message_type: type[Message], salt: str = "") -> Message:
+M = TypeVar("M", bound=Message)
+
+
+def sample(message_type: type[M], salt: str = "") -> M:
     message = message_type()
     _fill(message, salt, depth=0)
     return message
