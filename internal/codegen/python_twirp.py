@@ -200,7 +200,8 @@ def server_module(file: FileDescriptorProto, index: TypeIndex) -> tuple[str, str
 def _server(service: Service, client_name: str) -> str:
     doc = (
         f"Serves an implementation of {service.name} at POST <prefix>/{service.route}/<Method>.\n\n"
-        "Mount it in an ASGI app built on the twirp runtime (see internal/rpc)."
+        "Mount it in internal.rpc.TwirpApp, which also turns a raised mcsv.twirp.TwirpError\n"
+        "into its Twirp error (the plain twirp runtime only knows its TwirpServerException)."
     )
     out = [
         f"\n\nclass {service.name}Server(TwirpServer):\n",

@@ -47,12 +47,13 @@ class _ClientBase:
         request: Message,
         request_type: type[Message],
         headers: Mapping[str, str] | None,
-    ) -> tuple[str, bytes, dict[str, str]]:
+    ) -> tuple[str, bytes, httpx.Headers]:
         if not isinstance(request, request_type):
             raise TypeError(
                 f"{route} takes {request_type.DESCRIPTOR.full_name}, not {type(request).__name__}"
             )
-        merged = {**self.headers, **(headers or {})}
+        merged = httpx.Headers(self.headers)  # case-insensitive: ours replace any spelling
+        merged.update(headers or {})
         merged["Content-Type"] = merged["Accept"] = self.content_type
         url = f"{self.base_url.rstrip('/')}/{route}"
         return url, codec.encode(request, self.content_type), merged

@@ -16,7 +16,8 @@ __all__ = ["ClientServiceServer"]
 class ClientServiceServer(TwirpServer):
     """Serves an implementation of ClientService at POST <prefix>/mcsv.v1.ClientService/<Method>.
 
-    Mount it in an ASGI app built on the twirp runtime (see internal/rpc).
+    Mount it in internal.rpc.TwirpApp, which also turns a raised mcsv.twirp.TwirpError
+    into its Twirp error (the plain twirp runtime only knows its TwirpServerException).
     """
 
     service_name = "mcsv.v1.ClientService"

@@ -16,7 +16,8 @@ __all__ = ["ImageServiceServer"]
 class ImageServiceServer(TwirpServer):
     """Serves an implementation of ImageService at POST <prefix>/mcsv.v1.ImageService/<Method>.
 
-    Mount it in an ASGI app built on the twirp runtime (see internal/rpc).
+    Mount it in internal.rpc.TwirpApp, which also turns a raised mcsv.twirp.TwirpError
+    into its Twirp error (the plain twirp runtime only knows its TwirpServerException).
     """
 
     service_name = "mcsv.v1.ImageService"

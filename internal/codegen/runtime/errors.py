@@ -129,11 +129,8 @@ class TwirpError(Exception):
                 location=location or "",
             )
         text = body.decode("utf-8", errors="replace")
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict) or not isinstance(data.get("code"), str) or not data["code"]:
+        data = _twirp_error_body(text)
+        if data is None:
             return cls._from_intermediary(
                 status,
                 f"Error from intermediary with HTTP status code {status} {reason!r}",
@@ -147,8 +144,7 @@ class TwirpError(Exception):
                 f"invalid type returned from server error response: {data['code']}",
                 {"body": text},
             )
-        meta = data.get("meta")
-        return cls(code, str(data.get("msg", "")), meta if isinstance(meta, dict) else None)
+        return cls(code, data["msg"], data.get("meta"))
 
     @classmethod
     def _from_intermediary(cls, status: int, msg: str, **meta: str) -> TwirpError:
@@ -160,6 +156,27 @@ class TwirpError(Exception):
         return cls(
             code, msg, {"http_error_from_intermediary": "true", "status_code": str(status), **meta}
         )
+
+
+def _twirp_error_body(text: str) -> dict[str, Any] | None:
+    """The body as a Twirp error object, or None when it is not exactly one: like the reference
+    client, only the keys code (non-empty), msg and meta (string to string), nothing else."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not set(data) <= {"code", "msg", "meta"}:
+        return None
+    if data.get("meta") is None:
+        data.pop("meta", None)
+    elif not isinstance(data["meta"], dict) or not all(
+        isinstance(v, str) for v in data["meta"].values()
+    ):
+        return None
+    if data.get("msg") is None:
+        data["msg"] = ""
+    code, msg = data.get("code"), data["msg"]
+    return data if isinstance(code, str) and code and isinstance(msg, str) else None
 
 
 def _reason(status: int) -> str:
