@@ -32,7 +32,7 @@ def snake_case(name: str) -> str:
 def docstring(text: str, indent: str) -> str:
     """A triple-quoted docstring for a proto comment, safe to embed."""
     text = text.strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    if text.endswith('"'):
+    if text.endswith('"') and not text.endswith('\\"'):  # would run into the closing quotes
         text = text[:-1] + '\\"'
     lines = text.splitlines() or [""]
     if len(lines) == 1:

@@ -1,4 +1,4 @@
-"""Emits an OpenAPI 3 description of each service's Twirp routes: one POST path per RPC,
+"""Emits an OpenAPI 3.1 description of each service's Twirp routes: one POST path per RPC,
 JSON and protobuf bodies, the Twirp error object, and schemas for every message reached,
 following the JSON encoding our servers speak (proto field names, int64 as strings, enums by
 name)."""
@@ -28,7 +28,7 @@ _SCALARS: dict[int, dict[str, Any]] = {
     _T.TYPE_FIXED64: {"type": "string", "format": "uint64"},
     _T.TYPE_BOOL: {"type": "boolean"},
     _T.TYPE_STRING: {"type": "string"},
-    _T.TYPE_BYTES: {"type": "string", "format": "byte"},
+    _T.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
 }
 
 # Well-known types have their own JSON forms.
@@ -46,7 +46,7 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
         "additionalProperties": True,
     },
     **{
-        f"google.protobuf.{wrapper}": {**schema, "nullable": True}
+        f"google.protobuf.{wrapper}": {**schema, "type": [schema["type"], "null"]}
         for wrapper, schema in {
             "DoubleValue": {"type": "number"},
             "FloatValue": {"type": "number"},
@@ -56,7 +56,7 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
             "UInt32Value": {"type": "integer", "format": "int64"},
             "BoolValue": {"type": "boolean"},
             "StringValue": {"type": "string"},
-            "BytesValue": {"type": "string", "format": "byte"},
+            "BytesValue": {"type": "string", "contentEncoding": "base64"},
         }.items()
     },
 }
@@ -78,6 +78,9 @@ _TWIRP_ERROR = {
         "meta": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
+
+
+_PROTOCOL_NOTE = "Twirp v7: POST, Content-Type application/protobuf or application/json."
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -118,15 +121,19 @@ class _Schemas:
 
     def _message(self, located: Located) -> dict[str, Any]:
         assert located.message is not None
+        oneofs = [o.name for o in located.message.oneof_decl]
         properties: dict[str, Any] = {}
         for i, field in enumerate(located.message.field):
             schema = self._field(field)
-            if comment := self.index.field_comment(located, i):
-                schema = (
-                    {"allOf": [schema], "description": comment}
-                    if "$ref" in schema
-                    else {**schema, "description": comment}
-                )
+            in_oneof = field.HasField("oneof_index") and not field.proto3_optional
+            singular = field.label != _T.LABEL_REPEATED
+            if singular and field.type == _T.TYPE_MESSAGE and not in_oneof:
+                schema = {"anyOf": [schema, {"type": "null"}]}  # unset messages are written as null
+            notes = [self.index.field_comment(located, i)]
+            if in_oneof:
+                notes.append(f"At most one field of oneof `{oneofs[field.oneof_index]}` is set.")
+            if description := "\n\n".join(filter(None, notes)):
+                schema = {**schema, "description": description}
             properties[field.name] = schema
         out: dict[str, Any] = {"type": "object", "properties": properties}
         if comment := self.index.comment(located):
@@ -164,7 +171,7 @@ def openapi_documents(file: FileDescriptorProto, index: TypeIndex) -> list[tuple
                     "summary": comment.split("\n\n")[0].replace("\n", " ")
                     if comment
                     else method.name,
-                    "description": comment,
+                    **({"description": comment} if comment else {}),
                     "requestBody": {"required": True, "content": _bodies(request)},
                     "responses": {
                         "200": {"description": "OK", "content": _bodies(response)},
@@ -176,12 +183,13 @@ def openapi_documents(file: FileDescriptorProto, index: TypeIndex) -> list[tuple
                 }
             }
         document = {
-            "openapi": "3.0.3",
+            "openapi": "3.1.0",
             "info": {
                 "title": route(file, service),
                 "version": file.package.rsplit(".", 1)[-1] if file.package else "0",
-                "description": comments.service(s_index)
-                + "\n\nTwirp v7: POST, Content-Type application/protobuf or application/json.",
+                "description": "\n\n".join(
+                    filter(None, [comments.service(s_index), _PROTOCOL_NOTE])
+                ),
             },
             "paths": paths,
             "components": {

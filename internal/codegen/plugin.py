@@ -42,14 +42,21 @@ def _generate(request: CodeGeneratorRequest) -> list[tuple[str, str]]:
     with_services = [f for f in targets if f.service]
     if not with_services:
         return []
-    runtime = params.pop("runtime", None) or with_services[0].package.split(".")[0] + ".twirp"
+    runtime = params.pop("runtime", None)
+    if not runtime:
+        if not with_services[0].package:
+            raise ValueError(
+                f"{with_services[0].name} has no package: give the plugin the Python package "
+                "for the client runtime with the parameter runtime=<package>"
+            )
+        runtime = with_services[0].package.split(".")[0] + ".twirp"
     if params:
         raise ValueError(f"unknown plugin parameters: {', '.join(sorted(params))}")
 
     out: list[tuple[str, str]] = []
     for file in with_services:
         out.append(client_module(file, index, runtime))
-        out.append(server_module(file, index))
+        out.append(server_module(file, index, runtime))
         out.extend(openapi_documents(file, index))
     out.extend(_runtime_files(runtime))
     out.extend(_package_markers([name for name, _ in out], runtime))

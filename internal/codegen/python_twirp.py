@@ -54,9 +54,13 @@ class _Imports:
             self.aliases[module] = alias
         return f"{self.aliases[module]}.{local}"
 
-    def lines(self) -> list[str]:
+    def lines(self, extra: str | None = None) -> list[str]:
+        """The import lines, sorted; `extra` is one more module imported under its own name."""
+        aliases = dict(self.aliases)
+        if extra:
+            aliases[extra] = extra.rsplit(".", 1)[-1]
         out = []
-        for module, alias in sorted(self.aliases.items()):
+        for module, alias in sorted(aliases.items()):
             package, _, name = module.rpartition(".")
             suffix = "" if alias == name else f" as {alias}"
             out.append(f"from {package} import {name}{suffix}" if package else f"import {name}")
@@ -85,10 +89,26 @@ def services_of(file: FileDescriptorProto, index: TypeIndex, imports: _Imports) 
                     doc=comments.method(s_index, m_index),
                 )
             )
+        _refuse_clashes(f"{file.name}: service {service.name}", [(m.rpc, m.py) for m in methods])
         services.append(
             Service(service.name, route(file, service), comments.service(s_index), methods)
         )
+    classes = [(s.name, f"{prefix}{s.name}{suffix}") for s in services
+               for prefix, suffix in (("", ""), ("", "Client"), ("Async", "Client"))]  # fmt: skip
+    _refuse_clashes(file.name, classes)
     return services
+
+
+def _refuse_clashes(where: str, names: list[tuple[str, str]]) -> None:
+    """Refuses proto names that would become the same Python name (GetURL and GetUrl)."""
+    seen: dict[str, str] = {}
+    for proto_name, python_name in names:
+        if python_name in seen and seen[python_name] != proto_name:
+            raise ValueError(
+                f"{where}: {seen[python_name]} and {proto_name} would both be "
+                f"generated as {python_name}; rename one of them"
+            )
+        seen[python_name] = proto_name
 
 
 def _module_name(file: FileDescriptorProto, suffix: str) -> str:
@@ -170,12 +190,12 @@ def _client(service: Service, *, asynchronous: bool) -> str:
     return "".join(out)
 
 
-def server_module(file: FileDescriptorProto, index: TypeIndex) -> tuple[str, str]:
+def server_module(file: FileDescriptorProto, index: TypeIndex, runtime: str) -> tuple[str, str]:
     """(path, content) of <name>_twirp_server.py."""
     imports = _Imports()
     services = services_of(file, index, imports)
     client_mod = _module_name(file, "_twirp").replace("/", ".")
-    package, _, client_name = client_mod.rpartition(".")
+    client_name = client_mod.rpartition(".")[2]
     out = [
         HEADER.format(source=file.name),
         # twirp ships no type information; its classes are Any to mypy.
@@ -185,23 +205,23 @@ def server_module(file: FileDescriptorProto, index: TypeIndex) -> tuple[str, str
         "from __future__ import annotations\n\n",
         "from twirp.base import Endpoint\n",
         "from twirp.server import TwirpServer\n\n",
-        *(line + "\n" for line in imports.lines()),
-        f"from {package} import {client_name}\n" if package else f"import {client_name}\n",
+        *(line + "\n" for line in imports.lines(extra=client_mod)),
         "\n",
         "__all__ = ["
         + ", ".join(f'"{s.name}Server"' for s in sorted(services, key=lambda s: s.name))
         + "]\n",
     ]
     for service in services:
-        out.append(_server(service, client_name))
+        out.append(_server(service, client_name, runtime))
     return _module_name(file, "_twirp_server.py"), "".join(out)
 
 
-def _server(service: Service, client_name: str) -> str:
+def _server(service: Service, client_name: str, runtime: str) -> str:
     doc = (
         f"Serves an implementation of {service.name} at POST <prefix>/{service.route}/<Method>.\n\n"
-        "Mount it in internal.rpc.TwirpApp, which also turns a raised mcsv.twirp.TwirpError\n"
-        "into its Twirp error (the plain twirp runtime only knows its TwirpServerException)."
+        f"Mount it in an ASGI app that answers a raised {runtime}.TwirpError with its Twirp\n"
+        "error, such as mcsv's internal.rpc.TwirpApp (the plain twirp runtime's app only\n"
+        "knows its own TwirpServerException)."
     )
     out = [
         f"\n\nclass {service.name}Server(TwirpServer):\n",

@@ -16,8 +16,9 @@ __all__ = ["UserServiceServer"]
 class UserServiceServer(TwirpServer):
     """Serves an implementation of UserService at POST <prefix>/mcsv.v1.UserService/<Method>.
 
-    Mount it in internal.rpc.TwirpApp, which also turns a raised mcsv.twirp.TwirpError
-    into its Twirp error (the plain twirp runtime only knows its TwirpServerException).
+    Mount it in an ASGI app that answers a raised mcsv.twirp.TwirpError with its Twirp
+    error, such as mcsv's internal.rpc.TwirpApp (the plain twirp runtime's app only
+    knows its own TwirpServerException).
     """
 
     service_name = "mcsv.v1.UserService"
