@@ -38,6 +38,16 @@ class Service:
     doc: str
     methods: list[Method]
 
+    @property
+    def client_classes(self) -> tuple[str, str]:
+        """The names of its sync and async client classes."""
+        return f"{self.name}Client", f"Async{self.name}Client"
+
+    @property
+    def python_names(self) -> tuple[str, ...]:
+        """Every class the generated modules define for it."""
+        return (self.name, *self.client_classes)
+
 
 class _Imports:
     """pb2 modules a generated file refers to, each under a short unique alias."""
@@ -93,9 +103,7 @@ def services_of(file: FileDescriptorProto, index: TypeIndex, imports: _Imports) 
         services.append(
             Service(service.name, route(file, service), comments.service(s_index), methods)
         )
-    classes = [(s.name, f"{prefix}{s.name}{suffix}") for s in services
-               for prefix, suffix in (("", ""), ("", "Client"), ("Async", "Client"))]  # fmt: skip
-    _refuse_clashes(file.name, classes)
+    _refuse_clashes(file.name, [(s.name, name) for s in services for name in s.python_names])
     return services
 
 
@@ -119,7 +127,7 @@ def client_module(file: FileDescriptorProto, index: TypeIndex, runtime: str) -> 
     """(path, content) of <name>_twirp.py."""
     imports = _Imports()
     services = services_of(file, index, imports)
-    names = [n for s in services for n in (s.name, s.name + "Client", "Async" + s.name + "Client")]
+    names = [name for s in services for name in s.python_names]
     out = [
         HEADER.format(source=file.name),
         f'"""Twirp service interfaces and clients for {file.name}."""\n\n',
@@ -156,11 +164,8 @@ def _interface(service: Service) -> str:
 
 
 def _client(service: Service, *, asynchronous: bool) -> str:
-    base, name = (
-        ("AsyncClient", f"Async{service.name}Client")
-        if asynchronous
-        else ("SyncClient", f"{service.name}Client")
-    )
+    sync_name, async_name = service.client_classes
+    base, name = ("AsyncClient", async_name) if asynchronous else ("SyncClient", sync_name)
     kind = "asyncio" if asynchronous else "Blocking"
     doc = f"{kind} Twirp client of {service.route}." + (f"\n\n{service.doc}" if service.doc else "")
     out = [f"\n\nclass {name}({base}):\n", docstring(doc, "    ")]
