@@ -35,8 +35,10 @@ Send = Callable[[dict[str, Any]], Any]
 
 
 class TwirpApp(TwirpASGIApp):  # type: ignore[misc]  # the runtime is untyped
-    """Serves generated *Server instances. Mount it at the servers' prefix, e.g.
-    Starlette(routes=[Mount("/twirp", app=TwirpApp(UserServiceServer(service=impl)))])."""
+    """Serves generated *Server instances, routing on the full request path. Mount it last, at
+    the root, so that every path no other route takes gets a Twirp bad_route as from the
+    reference server: Starlette(routes=[Route("/health", ...),
+    Mount("/", app=TwirpApp(UserServiceServer(service=impl)))])."""
 
     def __init__(
         self,
