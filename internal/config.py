@@ -1,0 +1,146 @@
+"""Settings: the one place that reads the environment. Every variable is documented in
+.env.example; a test checks that the two agree."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+SERVICES = ("client_svc", "user_svc", "job_svc", "email_svc", "image_svc")
+DEFAULT_PORTS = {
+    "client_svc": 4000,
+    "user_svc": 8081,
+    "job_svc": 8082,
+    "email_svc": 8083,
+    "image_svc": 8084,
+}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    # Where each service answers (its own is also where it binds).
+    service_urls: Mapping[str, str]
+    # None: each service keeps its tables in <data_dir>/<service>.db.
+    database_url: str | None
+    broker_url: str
+    storage_url: str
+    storage_public_url: str
+    storage_secret: str
+    mail_url: str
+    mail_from: str
+    max_upload_bytes: int
+    max_image_pixels: int
+    presigned_url_ttl_seconds: int
+    job_max_retries: int
+    job_min_backoff_ms: int
+    job_max_backoff_ms: int
+    job_visibility_timeout_seconds: float
+    rpc_timeout_seconds: float
+    imagemagick_timeout_seconds: float
+
+    def url(self, service: str) -> str:
+        return self.service_urls[service]
+
+    def bind(self, service: str) -> tuple[str, int]:
+        """The host and port a service listens on, from its URL."""
+        parts = urlsplit(self.service_urls[service])
+        if parts.hostname is None or parts.port is None:
+            raise ConfigError(f"{_url_variable(service)} must include a host and a port")
+        return parts.hostname, parts.port
+
+    def database_url_for(self, service: str) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / service}.db"
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    data_dir = Path(_str(env, "MCSV_DATA_DIR", "var")).resolve()
+    urls = {
+        service: _str(env, _url_variable(service), f"http://127.0.0.1:{DEFAULT_PORTS[service]}")
+        for service in SERVICES
+    }
+    for service, url in urls.items():
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"{_url_variable(service)}={url!r} is not an http(s) URL")
+    return Settings(
+        data_dir=data_dir,
+        service_urls=urls,
+        database_url=_str(env, "DATABASE_URL", "") or None,
+        broker_url=_str(env, "BROKER_URL", f"sqlite:///{data_dir / 'broker.db'}"),
+        storage_url=_str(env, "STORAGE_URL", f"file://{data_dir / 'storage'}"),
+        storage_public_url=_str(env, "STORAGE_PUBLIC_URL", urls["user_svc"]),
+        storage_secret=_str(env, "STORAGE_SECRET", "") or _persistent_secret(data_dir),
+        mail_url=_str(env, "MAIL_URL", "mailbox:"),
+        mail_from=_str(env, "MAIL_FROM", "mcsv <no-reply@mcsv.local>"),
+        max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
+        max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000),
+        presigned_url_ttl_seconds=_int(env, "PRESIGNED_URL_TTL_SECONDS", 24 * 3600),
+        job_max_retries=_int(env, "JOB_MAX_RETRIES", 5),
+        job_min_backoff_ms=_int(env, "JOB_MIN_BACKOFF_MS", 500),
+        job_max_backoff_ms=_int(env, "JOB_MAX_BACKOFF_MS", 30_000),
+        job_visibility_timeout_seconds=_float(env, "JOB_VISIBILITY_TIMEOUT_SECONDS", 60.0),
+        rpc_timeout_seconds=_float(env, "RPC_TIMEOUT_SECONDS", 30.0),
+        imagemagick_timeout_seconds=_float(env, "IMAGEMAGICK_TIMEOUT_SECONDS", 60.0),
+    )
+
+
+def _url_variable(service: str) -> str:
+    return service.upper().replace("_SVC", "_SVC_URL")
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    """A variable's value; unset and empty both mean the default."""
+    return env.get(name) or default
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def _persistent_secret(data_dir: Path) -> str:
+    """A signing secret kept in the data directory, so that presigned URLs survive restarts
+    and every local process agrees on it without configuration."""
+    path = data_dir / "storage-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        candidate = path.with_suffix(f".{os.getpid()}.tmp")
+        candidate.write_text(secrets.token_hex(32))
+        candidate.chmod(0o600)
+        try:
+            os.link(candidate, path)  # atomic: the first process to get here wins
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,57 @@
+"""The database: one peewee Database per service, opened from a URL (SQLite by default,
+PostgreSQL with pooled connections for scale-out), and schema creation that runs on both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase
+
+# SQLite is shared by several processes (service replicas, workers): WAL lets readers and one
+# writer proceed together, and busy_timeout makes a writer wait for the lock instead of failing.
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 10_000,
+    "synchronous": "normal",
+    "foreign_keys": 1,
+}
+
+
+class DatabaseURLError(ValueError):
+    """DATABASE_URL names a database this system cannot use."""
+
+
+def open_database(url: str) -> peewee.Database:
+    """sqlite:///abs/path.db, sqlite:relative.db, postgresql://user@host:port/db (pooled)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme == "sqlite":
+        path = url.removeprefix("sqlite://").removeprefix("sqlite:")
+        if path not in ("", ":memory:", "/:memory:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return peewee.SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS)
+    if scheme in ("postgres", "postgresql"):
+        return PooledPostgresqlDatabase(  # type: ignore[no-untyped-call]  # untyped in the stubs
+            parts.path.lstrip("/"),
+            user=parts.username,
+            password=parts.password,
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            max_connections=20,
+            stale_timeout=300,
+        )
+    raise DatabaseURLError(
+        f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://..."
+    )
+
+
+def create_tables(database: peewee.Database, models: Iterable[type[peewee.Model]]) -> None:
+    """Creates the tables and indexes that do not exist yet (safe to run on every start,
+    from several processes at once)."""
+    models = list(models)
+    database.bind(models)
+    with database.connection_context(), database.atomic():
+        database.create_tables(models, safe=True)
