@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import peewee
@@ -55,3 +56,12 @@ def create_tables(database: peewee.Database, models: Iterable[type[peewee.Model]
     database.bind(models)
     with database.connection_context(), database.atomic():
         database.create_tables(models, safe=True)
+
+
+def write_transaction(database: peewee.Database) -> Any:
+    """A transaction that will write. On SQLite it takes the write lock up front (BEGIN
+    IMMEDIATE): two processes that both read then write would otherwise deadlock on the lock
+    upgrade, and one of them fail with 'database is locked'."""
+    if isinstance(database, peewee.SqliteDatabase):
+        return database.atomic("IMMEDIATE")
+    return database.atomic()

@@ -1,0 +1,86 @@
+"""What every service app has in common: /health, /ready, the Twirp servers mounted at the
+root, and serving with hypercorn until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from internal.rpc import DEFAULT_MAX_BODY_BYTES, TwirpApp
+
+log = logging.getLogger(__name__)
+
+# A readiness check: returns None when the dependency is usable, or what is wrong.
+ReadyCheck = Callable[[], Awaitable[str | None]]
+
+
+def service_app(
+    name: str,
+    servers: Sequence[Any],
+    *,
+    ready_checks: dict[str, ReadyCheck] | None = None,
+    routes: Sequence[BaseRoute] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> Starlette:
+    checks = ready_checks or {}
+
+    async def health(_: Request) -> Response:
+        return PlainTextResponse(f"{name} alive")
+
+    async def ready(_: Request) -> Response:
+        results = {check: await _run_check(run) for check, run in checks.items()}
+        failing = {check: problem for check, problem in results.items() if problem}
+        body = {"service": name, "ready": not failing, "checks": results}
+        return JSONResponse(body, status_code=503 if failing else 200)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        for shutdown in on_shutdown:
+            await shutdown()
+
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/ready", ready),
+            *routes,
+            Mount("/", app=TwirpApp(*servers, max_body_bytes=max_body_bytes)),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def _run_check(check: ReadyCheck) -> str | None:
+    try:
+        return await asyncio.wait_for(check(), timeout=5)
+    except Exception as exc:  # a readiness probe reports, it does not fail
+        return f"{type(exc).__name__}: {exc}"
+
+
+def run(app: Starlette, host: str, port: int) -> None:
+    """Serves the app until SIGTERM or SIGINT, then finishes in-flight requests."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.graceful_timeout = 10
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+    asyncio.run(main())
