@@ -1,0 +1,166 @@
+"""Rendering an email template into a subject line, a plain-text body and an HTML body.
+
+Each template is three jinja2 files in templates/: <name>.subject.txt, <name>.txt and
+<name>.html. The .html files are autoescaped; the others are plain text. The bodies extend
+layout.txt and layout.html, which hold the greeting and the footer.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+from mcsv.v1 import common_pb2
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+# Every template greets the user and names the address it was sent to.
+COMMON_VARIABLES = ("user_name", "recipient")
+
+
+@dataclass(frozen=True)
+class _Template:
+    name: str
+    # Variables it needs beyond COMMON_VARIABLES.
+    required: tuple[str, ...]
+
+
+_TEMPLATES: dict[int, _Template] = {
+    common_pb2.EMAIL_TEMPLATE_WELCOME: _Template("welcome", ()),
+    common_pb2.EMAIL_TEMPLATE_NOTIFICATION: _Template("notification", ("title", "body")),
+    # Optional: pdf_bytes, page_width_points and page_height_points (both or neither),
+    # expires_at (ISO 8601).
+    common_pb2.EMAIL_TEMPLATE_CONVERSION_COMPLETE: _Template(
+        "conversion_complete", ("pdf_url", "filename")
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+class TemplateError(Exception):
+    """The template is unknown, or its variables are missing or malformed."""
+
+
+def required_variables(template: int) -> tuple[str, ...]:
+    """The variables `render` needs for this template."""
+    return (*COMMON_VARIABLES, *_lookup(template).required)
+
+
+def render(template: int, variables: Mapping[str, str]) -> RenderedEmail:
+    """Renders a template (a mcsv.v1.EmailTemplate value) with its variables. Variables the
+    template does not use are ignored."""
+    spec = _lookup(template)
+    missing = [name for name in required_variables(template) if name not in variables]
+    if missing:
+        raise TemplateError(f"the {spec.name} email needs the variable(s): {', '.join(missing)}")
+    environment = _environment()
+    context = dict(variables)
+    try:
+        subject = environment.get_template(f"{spec.name}.subject.txt").render(context)
+        text = environment.get_template(f"{spec.name}.txt").render(context)
+        html = environment.get_template(f"{spec.name}.html").render(context)
+    except jinja2.UndefinedError as error:
+        raise TemplateError(f"the {spec.name} email: {error.message}") from error
+    except TemplateError as error:  # a malformed value, found by one of the filters below
+        raise TemplateError(f"the {spec.name} email: {error}") from error
+    # A subject is one header line: newlines in a variable must not start a new header.
+    return RenderedEmail(subject=" ".join(subject.split()), text=text, html=html)
+
+
+def _lookup(template: int) -> _Template:
+    if template == common_pb2.EMAIL_TEMPLATE_UNSPECIFIED:
+        raise TemplateError("no email template given (EMAIL_TEMPLATE_UNSPECIFIED)")
+    try:
+        return _TEMPLATES[template]
+    except KeyError:
+        raise TemplateError(f"unknown email template {template!r}") from None
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters.update(
+        filesize=_filesize,
+        when=_when,
+        http_url=_http_url,
+        paragraphs=_paragraphs,
+        line_breaks=_line_breaks,
+    )
+    environment.globals["page_size"] = _page_size
+    return environment
+
+
+def _filesize(value: str) -> str:
+    """'123456' -> '120.6 KB'."""
+    try:
+        size = float(int(value))
+    except ValueError:
+        raise TemplateError(f"pdf_bytes={value!r} is not a whole number of bytes") from None
+    for unit in ("bytes", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def _page_size(width_points: str, height_points: str) -> str:
+    """Page size in points and millimetres: '595 x 842 pt (210 x 297 mm)'."""
+    try:
+        width, height = float(width_points), float(height_points)
+    except ValueError:
+        raise TemplateError(
+            f"page size {width_points!r} x {height_points!r} is not two numbers of points"
+        ) from None
+    millimetres_per_point = 25.4 / 72
+    return (
+        f"{width:.0f} x {height:.0f} pt "
+        f"({width * millimetres_per_point:.0f} x {height * millimetres_per_point:.0f} mm)"
+    )
+
+
+def _when(value: str) -> str:
+    """An ISO 8601 time as '2 January 2025 at 12:00 UTC' (naive times are taken as UTC)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise TemplateError(f"expires_at={value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return f"{moment.day} {moment:%B %Y} at {moment:%H:%M} UTC"
+
+
+def _http_url(value: str) -> str:
+    """Refuses anything but an http(s) URL, so that a link cannot run script."""
+    if not value.startswith(("https://", "http://")):
+        raise TemplateError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _paragraphs(value: str) -> Sequence[str]:
+    """Splits text on blank lines."""
+    blocks = (block.strip() for block in value.replace("\r\n", "\n").split("\n\n"))
+    return [block for block in blocks if block]
+
+
+def _line_breaks(value: str) -> Markup:
+    """Escapes text and keeps its line breaks as <br>."""
+    return Markup("<br>\n").join(escape(line) for line in value.split("\n"))
