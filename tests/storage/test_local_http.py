@@ -1,0 +1,219 @@
+"""LocalStorage's presigned URLs used over real HTTP against storage_routes served by hypercorn."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from internal.storage import LocalStorage
+from tests.storage.conftest import MAX_PUT_BYTES, LocalServer
+
+MINUTE = timedelta(minutes=1)
+
+
+def _key(name: str) -> str:
+    """A key unique to this test run, as the servers are shared by the session."""
+    return f"uploads/{os.urandom(6).hex()}/{name}"
+
+
+def _replace_param(url: str, name: str, value: str) -> str:
+    return re.sub(rf"([?&]{name}=)[^&]*", rf"\g<1>{value}", url)
+
+
+def _flip_last_hex_digit(url: str) -> str:
+    return url[:-1] + ("0" if url[-1] != "0" else "1")
+
+
+def test_presigned_get_returns_the_bytes_and_content_type(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key = _key("notes.txt")
+    storage.put(key, b"hello from storage", "text/plain")
+    response = httpx.get(storage.presign_get(key, MINUTE))
+    assert response.status_code == 200
+    assert response.content == b"hello from storage"
+    assert response.headers["content-type"] == "text/plain"
+    assert response.headers["content-length"] == str(len(b"hello from storage"))
+
+
+def test_large_objects_stream_out_intact(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key = _key("big.png")
+    data = os.urandom(600 * 1024)  # larger than one read chunk
+    storage.put(key, data, "image/png")
+    with httpx.stream("GET", storage.presign_get(key, MINUTE)) as response:
+        assert response.headers["content-length"] == str(len(data))
+        assert response.read() == data
+
+
+def test_head_answers_headers_only(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key = _key("photo.jpeg")
+    storage.put(key, b"\xff\xd8 jpeg", "image/jpeg")
+    response = httpx.head(storage.presign_get(key, MINUTE))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/jpeg"
+    assert response.headers["content-length"] == "7"
+    assert response.content == b""
+
+
+def test_presigned_put_stores_the_bytes(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key = f"pdfs/{os.urandom(6).hex()}.pdf"
+    url = storage.presign_put(key, MINUTE, "application/pdf")
+    response = httpx.put(
+        url, content=b"%PDF-1.7 first", headers={"Content-Type": "application/pdf"}
+    )
+    assert response.status_code == 200, response.text
+    assert storage.get(key) == b"%PDF-1.7 first"
+    # The same URL may be used again (a retried job), and replaces the object.
+    response = httpx.put(
+        url, content=b"%PDF-1.7 second", headers={"Content-Type": "application/pdf"}
+    )
+    assert response.status_code == 200
+    fetched = httpx.get(storage.presign_get(key, MINUTE))
+    assert fetched.content == b"%PDF-1.7 second"
+    assert fetched.headers["content-type"] == "application/pdf"
+
+
+def test_presigned_put_streams_a_chunked_body(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key = _key("chunked.png")
+    pieces = [os.urandom(10_000) for _ in range(5)]
+
+    def body() -> Iterator[bytes]:
+        yield from pieces
+
+    response = httpx.put(
+        storage.presign_put(key, MINUTE, "image/png"),
+        content=body(),
+        headers={"Content-Type": "image/png"},
+    )
+    assert response.status_code == 200, response.text
+    assert storage.get(key) == b"".join(pieces)
+
+
+def test_tampered_urls_are_refused(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key, other = _key("mine.png"), _key("theirs.png")
+    storage.put(key, b"mine", "image/png")
+    storage.put(other, b"theirs", "image/png")
+    url = storage.presign_get(key, MINUTE)
+    expires = int(re.search(r"expires=(\d+)", url).group(1))  # type: ignore[union-attr]
+    tampered = {
+        "signature": _flip_last_hex_digit(url),
+        "key": url.replace(key, other),
+        "expiry": _replace_param(url, "expires", str(expires + 3600)),
+        "method": _replace_param(url, "method", "PUT"),
+        "no signature": _replace_param(url, "sig", ""),
+        "non-ASCII signature": _replace_param(url, "sig", "%C3%A9"),
+        "non-ASCII expiry": _replace_param(url, "expires", "%D9%A3"),
+        "unknown method": _replace_param(url, "method", "DELETE"),
+    }
+    for what, bad_url in tampered.items():
+        response = httpx.get(bad_url)
+        assert response.status_code == 403, what
+        assert response.headers["content-type"].startswith("text/plain")
+        assert b"theirs" not in response.content and b"mine" not in response.content
+    assert httpx.get(tampered["signature"]).text.strip() == "signature does not match"
+    # Relabelled as a PUT URL and used for a PUT: the signature still says GET.
+    response = httpx.put(tampered["method"], content=b"x", headers={"Content-Type": "image/png"})
+    assert response.status_code == 403
+    assert response.text.startswith("signature does not match")
+    assert storage.get(key) == b"mine"
+    assert "missing signature" in httpx.get(url.partition("?")[0]).text
+
+
+def test_a_url_signed_with_another_secret_is_refused(local_server: LocalServer) -> None:
+    key = _key("a.png")
+    local_server.storage.put(key, b"x", "image/png")
+    impostor = LocalStorage(
+        local_server.storage.root, public_url=local_server.url, secret="another secret entirely"
+    )
+    response = httpx.get(impostor.presign_get(key, MINUTE))
+    assert response.status_code == 403
+    assert "signature does not match" in response.text
+
+
+def test_urls_only_work_for_the_method_they_were_signed_for(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key = _key("a.png")
+    storage.put(key, b"original", "image/png")
+    get_url = storage.presign_get(key, MINUTE)
+    put_url = storage.presign_put(key, MINUTE, "image/png")
+    response = httpx.put(get_url, content=b"overwrite", headers={"Content-Type": "image/png"})
+    assert response.status_code == 403
+    assert response.text.strip() == "this URL is signed for GET, not PUT"
+    response = httpx.get(put_url)
+    assert response.status_code == 403
+    assert response.text.strip() == "this URL is signed for PUT, not GET"
+    assert storage.get(key) == b"original"
+
+
+def test_a_put_with_another_content_type_is_refused(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key = _key("a.png")
+    url = storage.presign_put(key, MINUTE, "image/png")
+    for headers in ({"Content-Type": "text/html"}, {}):
+        response = httpx.put(url, content=b"<script>", headers=headers)
+        assert response.status_code == 403
+    assert not storage.exists(key)
+    # Media types are case-insensitive.
+    response = httpx.put(url, content=b"png", headers={"Content-Type": "IMAGE/PNG"})
+    assert response.status_code == 200
+
+
+def test_expired_urls_are_refused(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key = _key("a.png")
+    storage.put(key, b"x", "image/png")
+    response = httpx.get(storage.presign_get(key, timedelta(seconds=-1)))
+    assert response.status_code == 403
+    assert response.text.strip() == "URL expired"
+    url = storage.presign_put(key, timedelta(seconds=-1), "image/png")
+    response = httpx.put(url, content=b"new", headers={"Content-Type": "image/png"})
+    assert response.status_code == 403
+    assert storage.get(key) == b"x"
+
+
+def test_a_put_over_the_limit_is_refused_and_stores_nothing(local_server: LocalServer) -> None:
+    storage = local_server.storage
+    key = _key("big.png")
+    storage.put(key, b"previous", "image/png")
+    url = storage.presign_put(key, MINUTE, "image/png")
+    too_big = os.urandom(MAX_PUT_BYTES + 1)
+    response = httpx.put(url, content=too_big, headers={"Content-Type": "image/png"})
+    assert response.status_code == 413
+    assert response.text.strip() == f"object larger than {MAX_PUT_BYTES} bytes"
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: caught while streaming
+        for start in range(0, len(too_big), 8192):
+            yield too_big[start : start + 8192]
+
+    response = httpx.put(url, content=chunked(), headers={"Content-Type": "image/png"})
+    assert response.status_code == 413
+    assert storage.get(key) == b"previous"
+    assert list((storage.root / "tmp").iterdir()) == []
+    exactly = os.urandom(MAX_PUT_BYTES)
+    response = httpx.put(url, content=exactly, headers={"Content-Type": "image/png"})
+    assert response.status_code == 200
+    assert storage.get(key) == exactly
+
+
+def test_a_missing_object_is_404(local_server: LocalServer) -> None:
+    response = httpx.get(local_server.storage.presign_get(_key("none.png"), MINUTE))
+    assert response.status_code == 404
+    assert response.text.strip() == "no such object"
+
+
+@pytest.mark.parametrize(
+    "path", ["/storage/uploads/%2E%2E/%2E%2E/secret", "/storage/uploads%5Cx.png", "/storage/.x"]
+)
+def test_bad_keys_in_urls_are_refused(local_server: LocalServer, path: str) -> None:
+    response = httpx.get(f"{local_server.url}{path}?method=GET&expires=9999999999&sig=00")
+    assert response.status_code == 400
+    assert "invalid storage key" in response.text
