@@ -1,0 +1,557 @@
+"""A crash-safe Dramatiq broker on one SQLite file.
+
+Every message is a row. A worker *claims* a due row by leasing it (`leased_until`,
+`lease_owner`) in one atomic UPDATE; `ack` deletes the row, `nack` moves it to
+`dead_letters` with the reason. Nothing is held only in a worker's memory: if the worker is
+SIGKILLed, its leases stop being renewed, expire after `visibility_timeout` seconds and the
+rows are claimed again by another worker. While a process is alive, a lease keeper thread
+renews the leases of every message it holds (running or waiting in its work queue), so a
+slow job is not delivered twice.
+
+Delays are kept in the row (`eta`) rather than on Dramatiq's in-memory `<queue>.DQ` delay
+queues: a delayed message (a retry with backoff, or `send_with_options(delay=...)`) stays in
+its own queue and becomes claimable at its eta. This broker therefore declares no delay
+queues, and a retry scheduled for hours ahead is not held by any worker meanwhile.
+
+Delivery is at least once: a message whose worker died, or a retry enqueued just before its
+worker died, can run twice; jobs are made idempotent above this layer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dramatiq import Broker, Consumer, Message, MessageProxy
+from dramatiq.common import q_name
+from dramatiq.errors import ConnectionClosed, DecodeError, QueueJoinTimeout
+from dramatiq.middleware import Middleware, SkipMessage
+
+from .middleware import attempt_errors, describe_error, stuffed_exception
+
+logger = logging.getLogger(__name__)
+
+#: How long a connection waits for another process's write lock before failing.
+BUSY_TIMEOUT_SECONDS = 15.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue_name TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    eta REAL NOT NULL,
+    enqueued_at REAL NOT NULL,
+    leased_until REAL,
+    lease_owner TEXT,
+    deliveries INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS queue_messages_due ON queue_messages (queue_name, eta);
+CREATE INDEX IF NOT EXISTS queue_messages_owner ON queue_messages (lease_owner);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue_name TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    errors TEXT NOT NULL,
+    deliveries INTEGER NOT NULL,
+    dead_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue_name, dead_at);
+"""
+
+# A row is due when its eta has passed and nobody holds a live lease on it.
+_DUE = "queue_name = :queue AND eta <= :now AND (leased_until IS NULL OR leased_until <= :now)"
+
+
+class DeliveryLimitExceeded(SkipMessage):
+    """A message was claimed more than `max_deliveries` times without being acked or nacked:
+    its workers keep dying while running it."""
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    ready: int
+    delayed: int
+    leased: int
+    dead: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    queue_name: str
+    message_id: str
+    actor_name: str
+    # None when the stored body could not be decoded; `body` still has it.
+    message: Message[Any] | None
+    body: bytes
+    reason: str
+    errors: list[str]
+    deliveries: int
+    dead_at: float
+
+
+class SQLiteMessage(MessageProxy):
+    """A claimed row. `deliveries` counts the times it has been claimed, this one included."""
+
+    def __init__(self, message: Message[Any], row_id: int, deliveries: int) -> None:
+        super().__init__(message)
+        self.row_id = row_id
+        self.deliveries = deliveries
+        self.redelivered = deliveries > 1
+
+
+class SQLiteBroker(Broker):
+    """A Dramatiq broker storing its queues in the SQLite file at `path`.
+
+    Parameters:
+      visibility_timeout: seconds a claimed message stays invisible to other workers without
+        its lease being renewed; after a worker dies, its messages are delivered again this
+        long after its last renewal.
+      poll_interval: seconds an idle consumer waits before looking for due messages again.
+      max_deliveries: a message claimed more often than this (its workers died each time)
+        is dead-lettered instead of run again; None never gives up.
+      middleware: as for `dramatiq.Broker`; None means Dramatiq's defaults.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        visibility_timeout: float = 60.0,
+        poll_interval: float = 0.1,
+        max_deliveries: int | None = 20,
+        middleware: list[Middleware] | None = None,
+    ) -> None:
+        if str(path) in ("", ":memory:"):
+            raise ValueError(f"SQLiteBroker needs the path of a database file, not {path!r}")
+        if visibility_timeout <= 0:
+            raise ValueError(f"visibility_timeout must be positive, got {visibility_timeout!r}")
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
+        if max_deliveries is not None and max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be at least 1, got {max_deliveries!r}")
+        super().__init__(middleware=middleware)
+        self.path = Path(path)
+        self.visibility_timeout = float(visibility_timeout)
+        self.poll_interval = float(poll_interval)
+        self.max_deliveries = max_deliveries
+        if max_deliveries is not None:
+            # First, so that no other middleware sees a message that will not run.
+            self.middleware.insert(0, _DeliveryLimit(max_deliveries))
+        self.queues: set[str] = set()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._pid = -1
+        self._owner = ""
+        self._lease_keeper: _LeaseKeeper | None = None
+        self._lease_keeper_lock = threading.Lock()
+        self._closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(_SCHEMA)
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _check_process(self) -> None:
+        """A forked child gets its own lease owner, connections and lease keeper."""
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid = pid
+            self._owner = f"{os.uname().nodename}:{pid}:{uuid.uuid4().hex[:12]}"
+            self._local = threading.local()
+            self._connections = []
+            self._lease_keeper = None
+
+    @property
+    def lease_owner(self) -> str:
+        """Identifies this process's leases in the database."""
+        self._check_process()
+        return self._owner
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("the broker is closed")
+        self._check_process()
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,  # autocommit; transactions are explicit
+                check_same_thread=False,  # only so that close() can close it
+            )
+            # FULL: a committed enqueue or ack survives a power loss, not just a crash.
+            connection.execute("PRAGMA synchronous = FULL")
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection; database errors become Dramatiq connection errors, which
+        the worker retries (acks) or recovers from (consumers)."""
+        try:
+            yield self._connection()
+        except sqlite3.OperationalError as error:
+            raise ConnectionClosed(error) from error  # type: ignore[no-untyped-call]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lease_keeper_lock:
+            if self._lease_keeper is not None:
+                self._lease_keeper.stop()
+                self._lease_keeper = None
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._closed = True
+
+    # -- the Broker interface -------------------------------------------------------------
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> Consumer:
+        self._check_process()
+        with self._lease_keeper_lock:
+            if self._lease_keeper is None or not self._lease_keeper.is_alive():
+                self._lease_keeper = _LeaseKeeper(self)
+                self._lease_keeper.start()
+        return _SQLiteConsumer(self, queue_name, prefetch)
+
+    def declare_queue(self, queue_name: str) -> None:
+        if queue_name not in self.queues:
+            self.emit_before("declare_queue", queue_name)
+            self.queues.add(queue_name)
+            self.emit_after("declare_queue", queue_name)
+
+    def get_declared_queues(self) -> set[str]:
+        return self.queues.copy()
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        """Stores the message, due now or `delay` milliseconds from now."""
+        if delay is not None and delay < 0:
+            raise ValueError(f"delay must not be negative, got {delay!r}")
+        message = message.copy(queue_name=q_name(message.queue_name))
+        self.emit_before("enqueue", message, delay)
+        now = time.time()
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO queue_messages (queue_name, message_id, body, eta, enqueued_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    message.queue_name,
+                    message.message_id,
+                    message.encode(),
+                    now + (delay or 0) / 1000,
+                    now,
+                ),
+            )
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def flush(self, queue_name: str) -> None:
+        """Drops the queue's messages, leased ones included, and its dead letters."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM queue_messages WHERE queue_name = ?", (q_name(queue_name),))
+            db.execute("DELETE FROM dead_letters WHERE queue_name = ?", (q_name(queue_name),))
+
+    def flush_all(self) -> None:
+        """Drops every message and dead letter in the file, declared here or not."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM queue_messages")
+            db.execute("DELETE FROM dead_letters")
+
+    def join(self, queue_name: str, *, timeout: int | None = None, interval: int = 100) -> None:
+        """Waits until the queue holds no message: none due, delayed or being processed.
+        `timeout` and `interval` are in milliseconds, as elsewhere in Dramatiq.
+
+        Raises QueueJoinTimeout when the timeout elapses first."""
+        deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        while True:
+            with self._db() as db:
+                (left,) = db.execute(
+                    "SELECT COUNT(*) FROM queue_messages WHERE queue_name = ?",
+                    (q_name(queue_name),),
+                ).fetchone()
+            if left == 0:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise QueueJoinTimeout(  # type: ignore[no-untyped-call]
+                    f"{queue_name}: {left} message(s) left after {timeout} ms"
+                )
+            time.sleep(interval / 1000)
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def message_counts(self, queue_name: str) -> QueueCounts:
+        now = time.time()
+        with self._db() as db:
+            ready, delayed, leased = db.execute(
+                "SELECT"
+                " COALESCE(SUM(eta <= :now AND (leased_until IS NULL OR leased_until <= :now)), 0),"
+                " COALESCE(SUM(eta > :now AND (leased_until IS NULL OR leased_until <= :now)), 0),"
+                " COALESCE(SUM(leased_until > :now), 0)"
+                " FROM queue_messages WHERE queue_name = :queue",
+                {"now": now, "queue": q_name(queue_name)},
+            ).fetchone()
+            (dead,) = db.execute(
+                "SELECT COUNT(*) FROM dead_letters WHERE queue_name = ?", (q_name(queue_name),)
+            ).fetchone()
+        return QueueCounts(ready=ready, delayed=delayed, leased=leased, dead=dead)
+
+    def dead_letters(self, queue_name: str | None = None) -> list[DeadLetter]:
+        """The dead-lettered messages, oldest first."""
+        query = (
+            "SELECT id, queue_name, message_id, actor_name, body, reason, errors, deliveries,"
+            " dead_at FROM dead_letters"
+        )
+        with self._db() as db:
+            if queue_name is None:
+                rows = db.execute(query + " ORDER BY id").fetchall()
+            else:
+                rows = db.execute(
+                    query + " WHERE queue_name = ? ORDER BY id", (q_name(queue_name),)
+                ).fetchall()
+        return [_dead_letter_from_row(*row) for row in rows]
+
+    # -- what consumers do --------------------------------------------------------------------
+
+    def _claim(self, queue_name: str, limit: int) -> list[tuple[int, bytes, int]]:
+        """Leases up to `limit` due messages to this process: (row id, body, deliveries)."""
+        now = time.time()
+        params = {"queue": queue_name, "now": now, "limit": limit}
+        with self._db() as db:
+            # A read never waits for writers in WAL mode; most polls find nothing and so never
+            # take the write lock.
+            if db.execute(f"SELECT 1 FROM queue_messages WHERE {_DUE} LIMIT 1", params).fetchone():
+                rows = db.execute(
+                    "UPDATE queue_messages"
+                    " SET leased_until = :until, lease_owner = :owner, deliveries = deliveries + 1"
+                    f" WHERE id IN (SELECT id FROM queue_messages WHERE {_DUE}"
+                    " ORDER BY eta, id LIMIT :limit)"
+                    " RETURNING id, body, deliveries",
+                    {**params, "until": now + self.visibility_timeout, "owner": self.lease_owner},
+                ).fetchall()
+                return sorted(rows)
+        return []
+
+    def _ack(self, row_id: int) -> None:
+        with self._db() as db:
+            deleted = db.execute(
+                "DELETE FROM queue_messages WHERE id = ? AND lease_owner = ?",
+                (row_id, self.lease_owner),
+            ).rowcount
+        if not deleted:
+            logger.warning("Acked message row %d after its lease was lost.", row_id)
+
+    def _dead_letter(self, row_id: int, message: MessageProxy | None, reason: str) -> None:
+        errors = attempt_errors(message) if message is not None else []
+        with self._transaction() as db:
+            row = db.execute(
+                "DELETE FROM queue_messages WHERE id = ? AND lease_owner = ?"
+                " RETURNING queue_name, message_id, body, deliveries",
+                (row_id, self.lease_owner),
+            ).fetchone()
+            if row is None:
+                logger.warning("Message row %d lost its lease before it was dead-lettered.", row_id)
+                return
+            queue_name, message_id, body, deliveries = row
+            actor_name = ""
+            if message is not None:
+                # The message as it ended: with its retry count, traceback and errors.
+                body, actor_name = bytes(message.encode()), message.actor_name
+            db.execute(
+                "INSERT INTO dead_letters (queue_name, message_id, actor_name, body, reason,"
+                " errors, deliveries, dead_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    queue_name,
+                    message_id,
+                    actor_name,
+                    body,
+                    reason,
+                    json.dumps(errors),
+                    deliveries,
+                    time.time(),
+                ),
+            )
+
+    def _release(self, row_ids: Iterable[int]) -> None:
+        """Gives leased messages back, undoing their delivery: they were never run."""
+        ids = list(row_ids)
+        if not ids:
+            return
+        with self._db() as db:
+            db.execute(
+                "UPDATE queue_messages"
+                " SET leased_until = NULL, lease_owner = NULL, deliveries = MAX(deliveries - 1, 0)"
+                f" WHERE lease_owner = ? AND id IN ({','.join('?' * len(ids))})",
+                (self.lease_owner, *ids),
+            )
+
+    def _renew_leases(self) -> None:
+        with self._db() as db:
+            db.execute(
+                "UPDATE queue_messages SET leased_until = ? WHERE lease_owner = ?",
+                (time.time() + self.visibility_timeout, self.lease_owner),
+            )
+
+
+def _dead_letter_from_row(
+    row_id: int,
+    queue_name: str,
+    message_id: str,
+    actor_name: str,
+    body: bytes,
+    reason: str,
+    errors: str,
+    deliveries: int,
+    dead_at: float,
+) -> DeadLetter:
+    try:
+        message: Message[Any] | None = Message.decode(body)
+    except DecodeError:
+        message = None
+    return DeadLetter(
+        id=row_id,
+        queue_name=queue_name,
+        message_id=message_id,
+        actor_name=actor_name,
+        message=message,
+        body=body,
+        reason=reason,
+        errors=json.loads(errors),
+        deliveries=deliveries,
+        dead_at=dead_at,
+    )
+
+
+class _DeliveryLimit(Middleware):
+    """Gives up, instead of running it again, a message whose workers died each time.
+
+    Skipping a failed message is how Dramatiq's own AgeLimit gives up: the actor does not run,
+    `after_skip_message` is emitted instead of `after_process_message` (so no on_success
+    callback or pipeline step), and the worker nacks it."""
+
+    def __init__(self, max_deliveries: int) -> None:
+        self.max_deliveries = max_deliveries
+
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
+        if isinstance(message, SQLiteMessage) and message.deliveries > self.max_deliveries:
+            message.fail()
+            raise DeliveryLimitExceeded(
+                f"delivered {message.deliveries} times without completing"
+                " (its workers died while running it)"
+            )
+
+
+class _LeaseKeeper(threading.Thread):
+    """Renews this process's leases three times per visibility timeout while it lives."""
+
+    def __init__(self, broker: SQLiteBroker) -> None:
+        super().__init__(name="sqlite-broker-leases", daemon=True)
+        self.broker = broker
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.broker.visibility_timeout / 3):
+            try:
+                self.broker._renew_leases()
+            except Exception:
+                logger.exception("Could not renew message leases; will try again.")
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class _SQLiteConsumer(Consumer):
+    """Claims up to `prefetch` messages at a time. Its methods may be called from any of the
+    worker's threads: acks come from the worker threads, claims from the consumer thread."""
+
+    def __init__(self, broker: SQLiteBroker, queue_name: str, prefetch: int) -> None:
+        self.broker = broker
+        self.queue_name = queue_name
+        self.prefetch = max(1, prefetch)
+        self.claimed: deque[SQLiteMessage] = deque()
+        self.outstanding: set[int] = set()
+        # Notified when a message is done, so that a full consumer claims again at once.
+        self.room = threading.Condition()
+
+    def __next__(self) -> MessageProxy | None:
+        if not self.claimed:
+            with self.room:
+                room = self.prefetch - len(self.outstanding)
+                if room <= 0:
+                    self.room.wait(self.broker.poll_interval)
+                    return None
+            self._claim(room)
+        if self.claimed:
+            return self.claimed.popleft()
+        time.sleep(self.broker.poll_interval)
+        return None
+
+    def _claim(self, limit: int) -> None:
+        for row_id, body, deliveries in self.broker._claim(self.queue_name, limit):
+            try:
+                message = Message.decode(body)
+            except DecodeError as error:
+                logger.error("Dead-lettering message row %d: %s", row_id, error)
+                self.broker._dead_letter(row_id, None, describe_error(error.error))
+                continue
+            with self.room:
+                self.outstanding.add(row_id)
+            self.claimed.append(SQLiteMessage(message, row_id, deliveries))
+
+    def _done(self, message: MessageProxy) -> int:
+        if not isinstance(message, SQLiteMessage):
+            raise TypeError(f"not a message from SQLiteBroker: {message!r}")
+        with self.room:
+            self.outstanding.discard(message.row_id)
+            self.room.notify()
+        return message.row_id
+
+    def ack(self, message: MessageProxy) -> None:
+        self.broker._ack(self._done(message))
+
+    def nack(self, message: MessageProxy) -> None:
+        exception = stuffed_exception(message)
+        errors = attempt_errors(message)
+        reason = (
+            describe_error(exception)
+            if exception is not None
+            else (errors[-1] if errors else "rejected")
+        )
+        self.broker._dead_letter(self._done(message), message, reason)
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        self.broker._release(self._done(message) for message in messages)
+
+    def close(self) -> None:
+        self.requeue(list(self.claimed))
+        self.claimed.clear()

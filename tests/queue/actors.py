@@ -1,0 +1,74 @@
+"""The actors the queue tests' workers run: `python -m dramatiq tests.queue.actors`.
+
+Each records what it does in the runs database (tests.queue.harness.read_runs). The worker
+is configured by its environment, as the test starts it:
+
+  QUEUE_TEST_BROKER_URL          the broker (sqlite:, redis:// or amqp://)
+  QUEUE_TEST_RUNS                the runs database file
+  QUEUE_TEST_QUEUE               the actors' queue (default: "default")
+  QUEUE_TEST_VISIBILITY_TIMEOUT  SQLite only: seconds (default: 2)
+  QUEUE_TEST_MAX_DELIVERIES      SQLite only (default: 20)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import dramatiq
+
+from internal.queue import (
+    Discarded,
+    DiscardHook,
+    default_middleware,
+    open_broker,
+    retries_middleware,
+)
+from tests.queue.harness import MAX_BACKOFF_MS, MAX_RETRIES, MIN_BACKOFF_MS, record_run
+
+RUNS = os.environ["QUEUE_TEST_RUNS"]
+QUEUE = os.environ.get("QUEUE_TEST_QUEUE", "default")
+URL = os.environ["QUEUE_TEST_BROKER_URL"]
+
+
+def record_discarded(job: Discarded) -> None:
+    record_run(RUNS, str(job.args[0]), "discarded", json.dumps(job.errors))
+
+
+def _sqlite_options() -> dict[str, Any]:
+    return {
+        "visibility_timeout": float(os.environ.get("QUEUE_TEST_VISIBILITY_TIMEOUT", "2")),
+        "max_deliveries": int(os.environ.get("QUEUE_TEST_MAX_DELIVERIES", "20")),
+        "poll_interval": 0.05,
+    }
+
+
+broker = open_broker(
+    URL,
+    middleware=[
+        *default_middleware(retries_middleware(MAX_RETRIES, MIN_BACKOFF_MS, MAX_BACKOFF_MS)),
+        DiscardHook(record_discarded),
+    ],
+    **(_sqlite_options() if URL.startswith("sqlite:") else {}),
+)
+dramatiq.set_broker(broker)
+
+
+@dramatiq.actor(queue_name=QUEUE)
+def record(key: str) -> None:
+    record_run(RUNS, key, "done")
+
+
+@dramatiq.actor(queue_name=QUEUE)
+def sleep_then_record(key: str, seconds: float) -> None:
+    record_run(RUNS, key, "start")
+    time.sleep(seconds)
+    record_run(RUNS, key, "done")
+
+
+@dramatiq.actor(queue_name=QUEUE)
+def fail_always(key: str) -> None:
+    record_run(RUNS, key, "attempt")
+    raise RuntimeError(f"failure of {key}")

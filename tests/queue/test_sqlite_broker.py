@@ -1,0 +1,192 @@
+"""SQLiteBroker under real `dramatiq` worker processes: no loss, no duplicates, redelivery
+after a SIGKILL, retries with exponential backoff, dead letters, lease renewal and delays."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from internal.queue import QueueCounts, SQLiteBroker
+from tests.queue.harness import (
+    MAX_RETRIES,
+    MIN_BACKOFF_MS,
+    read_runs,
+    running_workers,
+    send,
+    wait_for,
+)
+
+
+@dataclass
+class Setup:
+    broker: SQLiteBroker
+    runs: Path
+    log: Path
+    env: dict[str, str]
+
+    def workers_env(self, **extra: str) -> dict[str, str]:
+        return {**self.env, **extra}
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    database = tmp_path / "broker.db"
+    broker = SQLiteBroker(database)
+    env = {
+        "QUEUE_TEST_BROKER_URL": f"sqlite:///{database}",
+        "QUEUE_TEST_RUNS": str(tmp_path / "runs.db"),
+        "QUEUE_TEST_VISIBILITY_TIMEOUT": "2",
+    }
+    yield Setup(broker, tmp_path / "runs.db", tmp_path / "workers.log", env)
+    broker.close()
+
+
+EMPTY = QueueCounts(ready=0, delayed=0, leased=0, dead=0)
+
+
+def test_two_worker_processes_run_each_of_200_messages_exactly_once(setup: Setup) -> None:
+    with running_workers(setup.env, setup.log, processes=2, threads=2) as workers:
+        keys = [f"m{i}" for i in range(200)]
+        for key in keys:
+            send(setup.broker, "sleep_then_record", key, 0.005)
+        wait_for(lambda: len(read_runs(setup.runs, "done")) >= 200, 30, "200 runs", workers)
+        setup.broker.join("default", timeout=5000)
+
+    done = read_runs(setup.runs, "done")
+    assert Counter(run.key for run in done) == Counter(keys)
+    assert Counter(run.key for run in read_runs(setup.runs, "start")) == Counter(keys)
+    assert len({run.pid for run in done}) == 2, "both worker processes took messages"
+    assert setup.broker.message_counts("default") == EMPTY
+
+
+def test_a_message_whose_worker_is_sigkilled_mid_job_runs_again_after_the_timeout(
+    setup: Setup,
+) -> None:
+    keys = ["k0", "k1", "k2"]
+    for key in keys:
+        send(setup.broker, "sleep_then_record", key, 1.5)
+
+    with running_workers(setup.env, setup.log, threads=2) as first:
+        wait_for(lambda: len(read_runs(setup.runs, "start")) == 2, 10, "two jobs to start", first)
+        first.kill()
+        killed_at = time.time()
+    assert read_runs(setup.runs, "done") == []
+    # The two running jobs and the one waiting in the killed worker's memory stay leased.
+    assert setup.broker.message_counts("default").leased == 3
+
+    with running_workers(setup.env, setup.log, threads=3) as second:
+        wait_for(lambda: len(read_runs(setup.runs, "done")) == 3, 15, "three jobs done", second)
+        setup.broker.join("default", timeout=5000)
+
+    starts = read_runs(setup.runs, "start")
+    done = read_runs(setup.runs, "done")
+    assert sorted(run.key for run in done) == keys, "nothing lost, nothing run twice to the end"
+    restarted = [run for run in starts if run.pid == done[0].pid]
+    assert sorted(run.key for run in restarted) == keys
+    # Delivered again only once the killed worker's leases expired (renewed every 2/3 s).
+    assert min(run.at for run in restarted) - killed_at > 1.0
+    assert setup.broker.message_counts("default") == EMPTY
+
+
+def test_a_failing_job_is_retried_with_growing_backoff_then_dead_lettered_with_its_errors(
+    setup: Setup,
+) -> None:
+    message = send(setup.broker, "fail_always", "f")
+    with running_workers(setup.env, setup.log) as workers:
+        wait_for(lambda: read_runs(setup.runs, "discarded"), 15, "the job to be discarded", workers)
+        setup.broker.join("default", timeout=5000)
+
+    attempts = [run.at for run in read_runs(setup.runs, "attempt")]
+    assert len(attempts) == 1 + MAX_RETRIES
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    for retry, gap in enumerate(gaps):
+        # Retries' backoff: min_backoff * 2**retry, times a jitter in [1, 2).
+        backoff = MIN_BACKOFF_MS / 1000 * 2**retry
+        assert backoff <= gap < 2 * backoff + 0.5, (retry, gaps)
+
+    errors = ["RuntimeError: failure of f"] * (1 + MAX_RETRIES)
+    (discarded,) = read_runs(setup.runs, "discarded")
+    assert json.loads(discarded.detail) == errors
+
+    (dead,) = setup.broker.dead_letters("default")
+    assert (dead.message_id, dead.actor_name) == (message.message_id, "fail_always")
+    assert dead.reason == "RuntimeError: failure of f"
+    assert dead.errors == errors
+    assert dead.message is not None
+    assert dead.message.options["retries"] == 1 + MAX_RETRIES
+    assert "RuntimeError: failure of f" in dead.message.options["traceback"]
+    assert setup.broker.message_counts("default") == QueueCounts(0, 0, 0, dead=1)
+
+
+def test_a_slow_job_keeps_its_lease_and_is_not_delivered_twice(setup: Setup) -> None:
+    with running_workers(setup.env, setup.log, processes=2, threads=2) as workers:
+        send(setup.broker, "sleep_then_record", "slow", 4.5)
+        (start,) = wait_for(lambda: read_runs(setup.runs, "start"), 10, "the job", workers)
+        time.sleep(max(0.0, start.at + 3.0 - time.time()))
+        # Well past the visibility timeout (2 s): still leased, so renewed.
+        assert setup.broker.message_counts("default") == QueueCounts(0, 0, leased=1, dead=0)
+        wait_for(lambda: read_runs(setup.runs, "done"), 10, "the job to finish", workers)
+        setup.broker.join("default", timeout=5000)
+
+    assert [run.key for run in read_runs(setup.runs, "start")] == ["slow"]
+    assert [run.key for run in read_runs(setup.runs, "done")] == ["slow"]
+
+
+def test_a_delayed_message_is_not_delivered_before_its_eta(setup: Setup) -> None:
+    with running_workers(setup.env, setup.log) as workers:
+        sent_at = time.time()
+        send(setup.broker, "record", "late", delay=1500)
+        send(setup.broker, "record", "now")
+        assert setup.broker.message_counts("default").delayed == 1
+        wait_for(lambda: len(read_runs(setup.runs, "done")) == 2, 10, "both messages", workers)
+
+    now, late = read_runs(setup.runs, "done")
+    assert (now.key, late.key) == ("now", "late")
+    assert now.at - sent_at < 1.0
+    assert late.at - sent_at >= 1.5
+
+
+def test_a_worker_stopped_gracefully_finishes_its_job_and_gives_back_the_others(
+    setup: Setup,
+) -> None:
+    # A long visibility timeout: the messages must come back by being released, not expire.
+    env = setup.workers_env(QUEUE_TEST_VISIBILITY_TIMEOUT="60")
+    for key in ("g0", "g1", "g2"):
+        send(setup.broker, "sleep_then_record", key, 1.0)
+
+    with running_workers(env, setup.log, threads=1) as first:
+        wait_for(lambda: read_runs(setup.runs, "start"), 10, "the first job", first)
+        first.stop()
+    assert [run.key for run in read_runs(setup.runs, "done")] == ["g0"]
+    assert setup.broker.message_counts("default") == QueueCounts(
+        ready=2, delayed=0, leased=0, dead=0
+    )
+
+    with running_workers(env, setup.log, threads=2) as second:
+        wait_for(lambda: len(read_runs(setup.runs, "done")) == 3, 10, "the other jobs", second)
+    assert Counter(run.key for run in read_runs(setup.runs, "start")) == Counter(["g0", "g1", "g2"])
+
+
+def test_a_message_whose_workers_keep_dying_is_dead_lettered(setup: Setup) -> None:
+    env = setup.workers_env(QUEUE_TEST_VISIBILITY_TIMEOUT="1", QUEUE_TEST_MAX_DELIVERIES="1")
+    send(setup.broker, "sleep_then_record", "poison", 30)
+    with running_workers(env, setup.log) as first:
+        wait_for(lambda: read_runs(setup.runs, "start"), 10, "the job", first)
+        first.kill()
+
+    with running_workers(env, setup.log) as second:
+        wait_for(lambda: read_runs(setup.runs, "discarded"), 10, "the discard", second)
+
+    assert len(read_runs(setup.runs, "start")) == 1, "not run a second time"
+    (dead,) = setup.broker.dead_letters("default")
+    assert dead.reason.startswith("DeliveryLimitExceeded: delivered 2 times")
+    assert dead.deliveries == 2
+    (discarded,) = read_runs(setup.runs, "discarded")
+    assert json.loads(discarded.detail) == [dead.reason]
