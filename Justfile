@@ -20,6 +20,17 @@ setup:
     {{venv}}/bin/python -m pip install --quiet -e "./gen[server]" -e ".[dev]"
     rm -f {{venv}}/.installed-* && touch "$stamp"
 
+# Install ImageMagick (apt) and the project's hardened ImageMagick policy, then check that a
+# PNG -> PDF conversion works. Needs root (uses sudo when not root).
+setup-imagemagick: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(id -u)" = 0 ]; then
+        {{venv}}/bin/python -m internal.imaging.install_policy
+    else
+        sudo {{venv}}/bin/python -m internal.imaging.install_policy
+    fi
+
 # Regenerate gen/ from proto/ (protobuf modules, .pyi stubs, Twirp clients/servers, OpenAPI).
 gen: setup
     rm -rf gen/mcsv
@@ -48,7 +59,7 @@ breaking against="main": setup
     buf breaking --against '.git#branch={{against}},subdir=proto'
 
 # Run the test suite (pass pytest arguments after the recipe name).
-test *args: setup
+test *args: setup-imagemagick
     pytest {{args}}
 
 # What CI runs: contracts, lint and tests.

@@ -1,0 +1,17 @@
+"""PNG/JPEG to PDF: inspect_image checks an untrusted image with Pillow, ImageMagick converts
+it with `convert` under the project's hardened policy (policy.xml, installed by
+`python -m internal.imaging.install_policy`)."""
+
+from internal.imaging.errors import ConversionFailed, ImageMagickUnavailable, ImageRejected
+from internal.imaging.inspection import ImageInfo, inspect_image
+from internal.imaging.magick import ImageMagick, PdfResult
+
+__all__ = [
+    "ConversionFailed",
+    "ImageInfo",
+    "ImageMagick",
+    "ImageMagickUnavailable",
+    "ImageRejected",
+    "PdfResult",
+    "inspect_image",
+]
