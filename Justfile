@@ -31,6 +31,15 @@ setup-imagemagick: setup
         sudo {{venv}}/bin/python -m internal.imaging.install_policy
     fi
 
+# Bring the whole system up on this machine (five services, job workers), run both workflows
+# once, then show the logs until Ctrl-C. Settings: environment and .env (see .env.example).
+up *args: setup-imagemagick
+    python cmd/up.py --demo {{args}}
+
+# Drive the running system: `just client demo` or `just client load --users 1000 --images 20`.
+client *args: setup
+    python cmd/client_svc.py {{args}}
+
 # Regenerate gen/ from proto/ (protobuf modules, .pyi stubs, Twirp clients/servers, OpenAPI).
 gen: setup
     rm -rf gen/mcsv

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from mcsv.twirp import ErrorCode, TwirpError
 
 
@@ -22,3 +24,16 @@ def require(value: str, argument: str, *, max_length: int = 1000) -> str:
     if len(value) > max_length:
         raise invalid_argument(argument, f"is longer than {max_length} characters")
     return value
+
+
+# Deliberately loose: one @, something on each side, a dot in the domain, no spaces.
+# The mail server decides the rest.
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def require_email(value: str, argument: str) -> str:
+    """A required email address field, stripped; invalid_argument unless it looks like one."""
+    address = require(value, argument, max_length=320)
+    if not _ADDRESS.match(address):
+        raise invalid_argument(argument, f"{address!r} is not an email address")
+    return address

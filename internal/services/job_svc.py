@@ -5,7 +5,6 @@ JobStore's transitions."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
@@ -27,6 +26,7 @@ from internal import config
 from internal.data import create_tables, open_database, write_transaction
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require
+from internal.services.paging import next_page_token, page_offset, page_size
 
 NAME = "job_svc"
 S = job_pb2.JobState
@@ -306,25 +306,6 @@ def event_message(event: JobEventRow) -> job_pb2.JobEvent:
         message=event.message,
         worker=event.worker,
     )
-
-
-def page_size(requested: int) -> int:
-    if requested < 0:
-        raise invalid_argument("page_size", "must not be negative")
-    return min(requested or 50, 1000)
-
-
-def page_offset(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except ValueError:
-        raise invalid_argument("page_token", "is not a token this service issued") from None
-
-
-def next_page_token(offset: int, size: int, more: bool) -> str:
-    return base64.urlsafe_b64encode(str(offset + size).encode()).decode() if more else ""
 
 
 class JobService:

@@ -3,7 +3,7 @@ expiring URLs (LocalStorage, served by storage_routes), or S3 through the minio 
 open_storage picks one from a URL."""
 
 from internal.storage.base import ObjectNotFound, Storage, StorageError, validate_key
-from internal.storage.factory import open_storage
+from internal.storage.factory import open_storage, storage_origin
 from internal.storage.local import LocalStorage
 from internal.storage.routes import storage_routes
 from internal.storage.s3 import S3Storage
@@ -17,6 +17,7 @@ __all__ = [
     "StorageError",
     "URLRefused",
     "open_storage",
+    "storage_origin",
     "storage_routes",
     "validate_key",
 ]

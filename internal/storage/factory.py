@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -47,7 +48,43 @@ def _file_path(url: str) -> Path:
     return Path(path)
 
 
+def storage_origin(url: str, *, public_url: str) -> str:
+    """scheme://host[:port] that the presigned URLs of the storage at `url` start with, worked
+    out without connecting (for a service that must only fetch from there)."""
+    scheme = url.partition(":")[0].lower()
+    if scheme == "file":
+        parts = urlsplit(public_url)
+    elif scheme == "s3":
+        settings = _s3_settings(url)
+        parts = urlsplit(f"{'https' if settings.secure else 'http'}://{settings.endpoint}")
+    else:
+        raise StorageError(f"unsupported storage URL scheme {scheme!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
+class _S3Settings:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    bucket: str
+    secure: bool
+    region: str | None
+
+
 def _open_s3(url: str) -> S3Storage:
+    settings = _s3_settings(url)
+    return S3Storage(
+        settings.endpoint,
+        access_key=settings.access_key,
+        secret_key=settings.secret_key,
+        bucket=settings.bucket,
+        secure=settings.secure,
+        region=settings.region,
+    )
+
+
+def _s3_settings(url: str) -> _S3Settings:
     parts = urlsplit(url)
     credentials, _, endpoint = parts.netloc.rpartition("@")
     # Never repeat the URL itself in an error: it holds the secret key.
@@ -74,8 +111,8 @@ def _open_s3(url: str) -> S3Storage:
     if secure_option not in _TRUE + _FALSE:
         raise StorageError(f"storage URL {shown}: secure must be true or false")
     region = options.get("region", [""])[-1] or None
-    return S3Storage(
-        endpoint,
+    return _S3Settings(
+        endpoint=endpoint,
         access_key=unquote(access_key),
         secret_key=unquote(secret_key),
         bucket=bucket,

@@ -1,0 +1,6 @@
+"""Runs email_svc (see internal/services/email_svc.py) on the host and port of EMAIL_SVC_URL."""
+
+from internal.services.runner import serve
+
+if __name__ == "__main__":
+    serve("email_svc")

@@ -1,0 +1,6 @@
+"""Runs image_svc (see internal/services/image_svc.py) on the host and port of IMAGE_SVC_URL."""
+
+from internal.services.runner import serve
+
+if __name__ == "__main__":
+    serve("image_svc")

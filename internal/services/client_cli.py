@@ -1,0 +1,251 @@
+"""client_svc's command line: drives both workflows through user_svc and waits for their
+final callbacks, which client_svc (running) stores.
+
+  demo                         a few users, one PNG and one JPEG, shown as they complete
+  load --users N --images M    N welcome-email workflows and M conversions at --concurrency,
+                               with a progress line; prints completed / failed / missing,
+                               end-to-end latency p50/p95/p99 and throughput per workflow
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from mcsv.twirp import TwirpError
+from mcsv.v1 import common_pb2, user_pb2
+from mcsv.v1.user_twirp import AsyncUserServiceClient
+
+from internal import config
+from internal.services import client_svc
+
+
+@dataclass
+class Workflow:
+    """One kind of workflow in a run: when each was started, and what came back."""
+
+    name: str
+    kind: str  # client_svc notification kind: "email" or "conversion"
+    started: dict[str, float] = field(default_factory=dict)  # subject id -> start time
+    refused: list[str] = field(default_factory=list)  # errors starting a workflow
+    finished: dict[str, client_svc.Received] = field(default_factory=dict)
+
+    def outcome(self, subject_id: str) -> int:
+        request = self.finished[subject_id].request
+        event = request.email_delivered if self.kind == "email" else request.conversion_finished
+        return event.outcome
+
+    def summary(self) -> list[str]:
+        completed = [s for s in self.finished if self.outcome(s) == common_pb2.OUTCOME_SUCCEEDED]
+        failed = [s for s in self.finished if s not in completed]
+        missing = len(self.started) - len(self.finished)
+        latencies = sorted(self.finished[s].received_at - self.started[s] for s in self.finished)
+        lines = [
+            f"{self.name}: {len(self.started) + len(self.refused)} started, "
+            f"{len(completed)} completed, {len(failed)} failed, {missing} missing"
+            + (f", {len(self.refused)} refused at start" if self.refused else "")
+        ]
+        if latencies:
+            first = min(self.started.values())
+            last = max(r.received_at for r in self.finished.values())
+            p50, p95, p99 = (percentile(latencies, q) * 1000 for q in (50, 95, 99))
+            throughput = len(latencies) / max(last - first, 1e-6)
+            lines.append(
+                f"  end-to-end latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms; "
+                f"throughput {throughput:.1f}/s"
+            )
+        for subject in failed[:5]:
+            lines.append(f"  failed {subject}: {self.error(subject)}")
+        for error in self.refused[:5]:
+            lines.append(f"  refused: {error}")
+        return lines
+
+    def error(self, subject_id: str) -> str:
+        request = self.finished[subject_id].request
+        event = request.email_delivered if self.kind == "email" else request.conversion_finished
+        return event.error
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
+
+
+def sample_image(index: int, fmt: str) -> bytes:
+    """A small, distinct image to convert."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (640 + index % 7 * 32, 480), (40 + index * 37 % 200, 90, 160))
+    ImageDraw.Draw(image).text((20, 20), f"mcsv {fmt} #{index}", fill=(255, 255, 255))
+    out = io.BytesIO()
+    image.save(out, format="PNG" if fmt == "png" else "JPEG", quality=90)
+    return out.getvalue()
+
+
+class Driver:
+    def __init__(self, settings: config.Settings, concurrency: int) -> None:
+        self.settings = settings
+        self.users = AsyncUserServiceClient(settings.url("user_svc"), timeout=60)
+        self.limit = asyncio.Semaphore(concurrency)
+        self.notifications = client_svc.open_notifications(settings)
+        self.emails = Workflow("welcome emails", "email")
+        self.conversions = Workflow("conversions", "conversion")
+
+    async def create_user(self, index: int) -> str | None:
+        name, email = f"User {index}", f"user{index}.{time.time_ns()}@example.com"
+        async with self.limit:
+            started = time.time()
+            try:
+                created = await self.users.create_user(
+                    user_pb2.CreateUserRequest(name=name, email=email)
+                )
+            except TwirpError as exc:
+                self.emails.refused.append(f"CreateUser: {exc}")
+                return None
+        self.emails.started[created.user.id] = started
+        return created.user.id
+
+    async def convert(self, user_id: str, index: int) -> None:
+        fmt = "png" if index % 2 == 0 else "jpeg"
+        image = sample_image(index, fmt)
+        async with self.limit:
+            started = time.time()
+            try:
+                accepted = await self.users.convert_image(
+                    user_pb2.ConvertImageRequest(
+                        user_id=user_id,
+                        filename=f"image-{index}.{fmt}",
+                        image_data=image,
+                        options=common_pb2.ConversionOptions(
+                            quality=common_pb2.PDF_QUALITY_MEDIUM, strip_metadata=True
+                        ),
+                    )
+                )
+            except TwirpError as exc:
+                self.conversions.refused.append(f"ConvertImage: {exc}")
+                return
+        self.conversions.started[accepted.conversion.id] = started
+
+    async def wait(self, since: float, timeout: float, progress: Callable[[], None]) -> None:
+        """Polls client_svc's notifications until every started workflow is accounted for."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for received in await asyncio.to_thread(
+                client_svc.received_since, self.notifications, since
+            ):
+                workflow = self.emails if received.kind == "email" else self.conversions
+                if received.subject_id in workflow.started:
+                    workflow.finished.setdefault(received.subject_id, received)
+            progress()
+            if all(len(w.finished) == len(w.started) for w in (self.emails, self.conversions)):
+                return
+            await asyncio.sleep(0.25)
+
+    def progress_line(self) -> str:
+        parts = [
+            f"{w.name}: {len(w.finished)}/{len(w.started)} done"
+            for w in (self.emails, self.conversions)
+            if w.started or w.refused
+        ]
+        return " | ".join(parts)
+
+
+async def gather_limited(tasks: list[Awaitable[object]], progress: Callable[[], None]) -> None:
+    pending = [asyncio.ensure_future(task) for task in tasks]
+    while pending:
+        done, still = await asyncio.wait(pending, timeout=0.25)
+        pending = list(still)
+        for finished in done:
+            finished.result()
+        progress()
+
+
+async def run_load(settings: config.Settings, args: argparse.Namespace) -> int:
+    driver = Driver(settings, args.concurrency)
+    since = time.time() - 1
+    show = _progress(driver, quiet=args.quiet)
+    print(
+        f"load: {args.users} users and {args.images} images at concurrency {args.concurrency} "
+        f"against {settings.url('user_svc')}",
+        file=sys.stderr,
+    )
+    owner = await driver.create_user(0) if args.images else None
+    if args.images and owner is None:
+        print("could not create the user who uploads the images", file=sys.stderr)
+    tasks: list[Awaitable[object]] = [driver.create_user(i) for i in range(1, args.users + 1)]
+    if owner is not None:
+        tasks += [driver.convert(owner, i) for i in range(args.images)]
+    await gather_limited(tasks, show)
+    await driver.wait(since, args.timeout, show)
+    if not args.quiet:
+        print(file=sys.stderr)
+    for workflow in (driver.emails, driver.conversions):
+        if workflow.started or workflow.refused:
+            print("\n".join(workflow.summary()))
+    await driver.users.aclose()
+    incomplete = any(
+        len(w.finished) < len(w.started) or w.refused for w in (driver.emails, driver.conversions)
+    )
+    return 1 if incomplete else 0
+
+
+async def run_demo(settings: config.Settings, args: argparse.Namespace) -> int:
+    driver = Driver(settings, concurrency=4)
+    since = time.time() - 1
+    user_ids = [await driver.create_user(i) for i in range(1, 4)]
+    owner = next((u for u in user_ids if u), None)
+    if owner is not None:
+        for index in (0, 1):  # one PNG, one JPEG
+            await driver.convert(owner, index)
+    await driver.wait(since, args.timeout, lambda: None)
+    for subject, received in driver.emails.finished.items():
+        delivery = received.request.email_delivered
+        print(f"welcome email for {subject}: {common_pb2.Outcome.Name(delivery.outcome)} "
+              f"-> {settings.url('email_svc')}/mailbox/{delivery.email_id}")  # fmt: skip
+    for subject, received in driver.conversions.finished.items():
+        report = received.request.conversion_finished
+        result = report.result
+        print(
+            f"conversion {subject}: {common_pb2.Outcome.Name(report.outcome)} "
+            f"{result.pdf_bytes} bytes, {result.page_width_points:.0f}x"
+            f"{result.page_height_points:.0f} pt -> {report.pdf_url or report.error}"
+        )
+    for workflow in (driver.emails, driver.conversions):
+        print("\n".join(workflow.summary()))
+    await driver.users.aclose()
+    complete = all(len(w.finished) == len(w.started) for w in (driver.emails, driver.conversions))
+    return 0 if complete and not driver.emails.refused else 1
+
+
+def _progress(driver: Driver, *, quiet: bool) -> Callable[[], None]:
+    def show() -> None:
+        if not quiet:
+            print(f"\r{driver.progress_line():<100}", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="client_svc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="a few users, a PNG and a JPEG")
+    demo.add_argument("--timeout", type=float, default=120, help="seconds to wait (default 120)")
+    load = commands.add_parser("load", help="many workflows, with figures")
+    load.add_argument("--users", type=int, default=100, help="welcome-email workflows")
+    load.add_argument("--images", type=int, default=0, help="conversions")
+    load.add_argument("--concurrency", type=int, default=10, help="requests in flight")
+    load.add_argument("--timeout", type=float, default=600, help="seconds to wait for callbacks")
+    load.add_argument("--quiet", action="store_true", help="no progress line")
+    args = parser.parse_args(argv)
+    settings = config.load()
+    run = run_demo if args.command == "demo" else run_load
+    return asyncio.run(run(settings, args))

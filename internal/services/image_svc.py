@@ -1,0 +1,166 @@
+"""image_svc: converts PNG/JPEG images to PDF. It pulls the image through a presigned URL,
+only from the configured storage origin, checks it with Pillow, converts it with ImageMagick
+under the project's policy, and stores the PDF through a presigned PUT. Image bytes never
+travel in an RPC.
+
+Fetching a presigned URL is the one HTTP call between services that does not go through a
+generated client: it is a request to object storage, not an RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import urlsplit
+
+import httpx
+from google.protobuf.duration_pb2 import Duration
+from mcsv.twirp import Context, ErrorCode, TwirpError
+from mcsv.v1 import common_pb2, image_pb2
+from mcsv.v1.image_twirp_server import ImageServiceServer
+from starlette.applications import Starlette
+
+from internal import config, imaging, storage
+from internal.services.app import service_app
+from internal.services.errors import invalid_argument, require
+
+NAME = "image_svc"
+log = logging.getLogger(__name__)
+
+
+class ImageService:
+    def __init__(
+        self,
+        magick: imaging.ImageMagick,
+        http: httpx.AsyncClient,
+        storage_origin: str,
+        max_image_bytes: int,
+        max_image_pixels: int,
+    ) -> None:
+        self.magick = magick
+        self.http = http
+        self.storage_origin = storage_origin
+        self.max_image_bytes = max_image_bytes
+        self.max_image_pixels = max_image_pixels
+
+    async def convert_to_pdf(
+        self, ctx: Context, request: image_pb2.ConvertToPdfRequest
+    ) -> image_pb2.ConvertToPdfResponse:
+        started = time.monotonic()
+        source_url = self._storage_url(request.source_url, "source_url")
+        upload_url = self._storage_url(request.pdf_upload_url, "pdf_upload_url")
+        image = await self._fetch(source_url)
+        try:
+            info = imaging.inspect_image(image, max_pixels=self.max_image_pixels)
+        except imaging.ImageRejected as exc:
+            raise invalid_argument("source_url", f"the image was refused: {exc.reason}") from exc
+        try:
+            pdf = await asyncio.to_thread(self.magick.to_pdf, image, info, request.options)
+        except ValueError as exc:
+            raise invalid_argument("options", str(exc)) from exc
+        except imaging.ConversionFailed as exc:
+            raise TwirpError(ErrorCode.INTERNAL, f"ImageMagick failed: {exc}") from exc
+        await self._upload(upload_url, pdf.pdf)
+        elapsed = Duration()
+        elapsed.FromNanoseconds(int((time.monotonic() - started) * 1e9))
+        log.info(
+            "conversion %s: %d bytes %dx%d -> PDF %d bytes in %.0f ms",
+            request.conversion_id, len(image), info.width, info.height, len(pdf.pdf),
+            (time.monotonic() - started) * 1000,
+        )  # fmt: skip
+        return image_pb2.ConvertToPdfResponse(
+            result=common_pb2.ConversionResult(
+                source_format=common_pb2.ImageFormat.Name(info.format),
+                source_bytes=len(image),
+                source_width=info.width,
+                source_height=info.height,
+                output_width=pdf.output_width,
+                output_height=pdf.output_height,
+                pdf_bytes=len(pdf.pdf),
+                page_width_points=pdf.page_width_points,
+                page_height_points=pdf.page_height_points,
+                quality=request.options.quality or common_pb2.PDF_QUALITY_MEDIUM,
+                duration=elapsed,
+            )
+        )
+
+    def _storage_url(self, url: str, argument: str) -> str:
+        """The URL, if it points at the configured storage; anything else is refused, so that
+        this service cannot be made to fetch from or write to another host."""
+        url = require(url, argument, max_length=8000)
+        parts = urlsplit(url)
+        if f"{parts.scheme}://{parts.netloc}" != self.storage_origin or parts.username:
+            raise TwirpError(
+                ErrorCode.PERMISSION_DENIED,
+                f"{argument} must point at the storage ({self.storage_origin})",
+                {"argument": argument},
+            )
+        return url
+
+    async def _fetch(self, url: str) -> bytes:
+        try:
+            async with self.http.stream("GET", url) as response:
+                if response.status_code != 200:
+                    body = (await response.aread())[:200].decode(errors="replace")
+                    raise self._storage_refused("source_url", response.status_code, body)
+                declared = int(response.headers.get("content-length") or 0)
+                if declared > self.max_image_bytes:
+                    raise self._too_large(declared)
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_image_bytes:
+                        raise self._too_large(size)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.HTTPError as exc:
+            raise TwirpError(ErrorCode.UNAVAILABLE, f"fetching the image failed: {exc}") from exc
+
+    async def _upload(self, url: str, pdf: bytes) -> None:
+        try:
+            response = await self.http.put(
+                url, content=pdf, headers={"Content-Type": "application/pdf"}
+            )
+        except httpx.HTTPError as exc:
+            raise TwirpError(ErrorCode.UNAVAILABLE, f"storing the PDF failed: {exc}") from exc
+        if response.status_code not in (200, 201, 204):
+            raise self._storage_refused("pdf_upload_url", response.status_code, response.text[:200])
+
+    def _too_large(self, size: int) -> TwirpError:
+        return invalid_argument(
+            "source_url", f"the image is {size} bytes or more; the limit is {self.max_image_bytes}"
+        )
+
+    @staticmethod
+    def _storage_refused(argument: str, status: int, body: str) -> TwirpError:
+        if status in (401, 403):  # a tampered or expired URL: another attempt will not help
+            return TwirpError(
+                ErrorCode.PERMISSION_DENIED,
+                f"storage refused {argument} ({status}): {body.strip()}",
+                {"argument": argument},
+            )
+        if status == 404:
+            return TwirpError(ErrorCode.FAILED_PRECONDITION, f"{argument}: no such object")
+        return TwirpError(ErrorCode.UNAVAILABLE, f"storage answered {status} for {argument}")
+
+
+def create_app(settings: config.Settings) -> Starlette:
+    magick = imaging.ImageMagick(timeout=settings.imagemagick_timeout_seconds)
+    version = magick.check()  # fails with a clear message when ImageMagick cannot make PDFs
+    log.info("ImageMagick ready: %s", version)
+    origin = storage.storage_origin(settings.storage_url, public_url=settings.storage_public_url)
+    http = httpx.AsyncClient(timeout=settings.rpc_timeout_seconds, follow_redirects=False)
+    service = ImageService(
+        magick, http, origin, settings.max_upload_bytes, settings.max_image_pixels
+    )
+
+    async def imagemagick_ready() -> str | None:
+        await asyncio.to_thread(magick.check)
+        return None
+
+    return service_app(
+        NAME,
+        [ImageServiceServer(service=service)],
+        ready_checks={"imagemagick": imagemagick_ready},
+        on_shutdown=[http.aclose],
+    )

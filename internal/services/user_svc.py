@@ -1,0 +1,327 @@
+"""user_svc: the entry gateway. It creates users and enqueues their welcome email, accepts
+image uploads (the only RPC that carries image bytes), stores them and hands job_svc
+presigned URLs, and relays every workflow's outcome to client_svc."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import re
+import time
+import uuid
+from datetime import timedelta
+
+import peewee
+from google.protobuf.timestamp_pb2 import Timestamp
+from mcsv.twirp import Context, ErrorCode, TwirpError
+from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
+from mcsv.v1.client_twirp import AsyncClientServiceClient
+from mcsv.v1.job_twirp import AsyncJobServiceClient
+from mcsv.v1.user_twirp_server import UserServiceServer
+from starlette.applications import Starlette
+
+from internal import config, storage
+from internal.data import create_tables, open_database, write_transaction
+from internal.services.app import service_app
+from internal.services.errors import invalid_argument, not_found, require, require_email
+
+NAME = "user_svc"
+C = user_pb2.ConversionState
+# What a stored file may be called: the upload's name, reduced to safe characters.
+UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class UserRow(peewee.Model):
+    id = peewee.TextField(primary_key=True)
+    name = peewee.TextField()
+    email = peewee.TextField(unique=True)
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "users"
+
+
+class ConversionRow(peewee.Model):
+    id = peewee.TextField(primary_key=True)
+    user_id = peewee.TextField(index=True)
+    filename = peewee.TextField()
+    options = peewee.BlobField()  # ConversionOptions
+    state = peewee.IntegerField()
+    job_id = peewee.TextField(default="")
+    source_key = peewee.TextField()
+    source_bytes = peewee.IntegerField()
+    pdf_url = peewee.TextField(default="")
+    result = peewee.BlobField(null=True)  # ConversionResult
+    error = peewee.TextField(default="")
+    created_at = peewee.DoubleField()
+    finished_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "conversions"
+
+
+MODELS = [UserRow, ConversionRow]
+
+
+def timestamp(unix: float | None) -> Timestamp | None:
+    if unix is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(unix * 1e9))
+    return stamp
+
+
+def user_message(row: UserRow) -> user_pb2.User:
+    return user_pb2.User(
+        id=row.id, name=row.name, email=row.email, created_at=timestamp(row.created_at)
+    )
+
+
+def conversion_message(row: ConversionRow) -> user_pb2.Conversion:
+    return user_pb2.Conversion(
+        id=row.id,
+        user_id=row.user_id,
+        filename=row.filename,
+        options=common_pb2.ConversionOptions.FromString(bytes(row.options)),
+        state=C.Name(row.state),
+        job_id=row.job_id,
+        source_bytes=row.source_bytes,
+        pdf_url=row.pdf_url,
+        result=common_pb2.ConversionResult.FromString(bytes(row.result)) if row.result else None,
+        error=row.error,
+        created_at=timestamp(row.created_at),
+        finished_at=timestamp(row.finished_at),
+    )
+
+
+class UserService:
+    def __init__(
+        self,
+        database: peewee.Database,
+        store: storage.Storage,
+        jobs: AsyncJobServiceClient,
+        client: AsyncClientServiceClient,
+        settings: config.Settings,
+    ) -> None:
+        self.database = database
+        self.store = store
+        self.jobs = jobs
+        self.client = client
+        self.max_upload_bytes = settings.max_upload_bytes
+        self.url_ttl = timedelta(seconds=settings.presigned_url_ttl_seconds)
+
+    # Workflow 1
+
+    async def create_user(
+        self, ctx: Context, request: user_pb2.CreateUserRequest
+    ) -> user_pb2.CreateUserResponse:
+        name = require(request.name, "name", max_length=200)
+        email = require_email(request.email, "email").lower()
+        user = await asyncio.to_thread(self._create_user, name, email)
+        job = await self.jobs.enqueue_email(
+            job_pb2.EnqueueEmailRequest(
+                args=job_pb2.EmailJobArgs(
+                    idempotency_key=f"welcome:{user.id}",
+                    user_id=user.id,
+                    user_name=user.name,
+                    recipient=user.email,
+                    template=common_pb2.EMAIL_TEMPLATE_WELCOME,
+                )
+            )
+        )
+        return user_pb2.CreateUserResponse(user=user_message(user), job_id=job.job.id)
+
+    def _create_user(self, name: str, email: str) -> UserRow:
+        """A new user; the same one again for a repeated request (same name and email), so
+        that a client retrying after a lost answer neither fails nor gets two emails."""
+        with self.database.connection_context(), write_transaction(self.database):
+            existing = UserRow.get_or_none(UserRow.email == email)
+            if existing is None:
+                return UserRow.create(
+                    id=uuid.uuid4().hex, name=name, email=email, created_at=time.time()
+                )
+        if existing.name != name:
+            raise TwirpError(
+                ErrorCode.ALREADY_EXISTS, f"a user with email {email} exists", {"argument": "email"}
+            )
+        return existing
+
+    def get_user(self, ctx: Context, request: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:
+        return user_pb2.GetUserResponse(user=user_message(self._user(require(request.id, "id"))))
+
+    def _user(self, user_id: str) -> UserRow:
+        with self.database.connection_context():
+            row = UserRow.get_or_none(UserRow.id == user_id)
+        if row is None:
+            raise not_found("user", user_id)
+        return row
+
+    async def notify_email_delivered(
+        self, ctx: Context, request: user_pb2.NotifyEmailDeliveredRequest
+    ) -> user_pb2.NotifyEmailDeliveredResponse:
+        delivery = request.delivery
+        require(delivery.user_id, "delivery.user_id")
+        job_id = require(delivery.job_id, "delivery.job_id")
+        await self.client.receive_notification(
+            client_pb2.ReceiveNotificationRequest(
+                notification_id=f"email:{job_id}", sent_at=_now(), email_delivered=delivery
+            )
+        )
+        return user_pb2.NotifyEmailDeliveredResponse()
+
+    # Workflow 2
+
+    async def convert_image(
+        self, ctx: Context, request: user_pb2.ConvertImageRequest
+    ) -> user_pb2.ConvertImageResponse:
+        user = await asyncio.to_thread(self._user, require(request.user_id, "user_id"))
+        filename = require(request.filename, "filename", max_length=255)
+        size = len(request.image_data)
+        if size == 0:
+            raise invalid_argument("image_data", "is empty")
+        if size > self.max_upload_bytes:
+            raise invalid_argument(
+                "image_data", f"is {size} bytes; the limit is {self.max_upload_bytes}"
+            )
+        options = request.options
+        if options.quality not in common_pb2.PdfQuality.values():
+            raise invalid_argument("options.quality", f"unknown quality {options.quality}")
+        conversion_id = uuid.uuid4().hex
+        safe_name = UNSAFE.sub("_", filename).strip("._") or "image"
+        source_key = f"uploads/{conversion_id}/{safe_name}"
+        content_type = mimetypes.guess_type(safe_name)[0] or "application/octet-stream"
+        await asyncio.to_thread(self.store.put, source_key, request.image_data, content_type)
+        pdf_key = f"pdfs/{conversion_id}.pdf"
+        expires = time.time() + self.url_ttl.total_seconds()
+        args = job_pb2.ConversionJobArgs(
+            conversion_id=conversion_id,
+            user_id=user.id,
+            user_name=user.name,
+            user_email=user.email,
+            filename=filename,
+            source_url=self.store.presign_get(source_key, self.url_ttl),
+            pdf_upload_url=self.store.presign_put(pdf_key, self.url_ttl, "application/pdf"),
+            pdf_download_url=self.store.presign_get(pdf_key, self.url_ttl),
+            pdf_download_url_expires_at=timestamp(expires),
+            options=options,
+        )
+        row = await asyncio.to_thread(
+            self._record_upload, conversion_id, user.id, filename, options, source_key, size
+        )
+        job = await self.jobs.enqueue_conversion(job_pb2.EnqueueConversionRequest(args=args))
+        row.job_id = job.job.id
+        await asyncio.to_thread(self._save, row)
+        return user_pb2.ConvertImageResponse(conversion=conversion_message(row))
+
+    def _record_upload(
+        self,
+        conversion_id: str,
+        user_id: str,
+        filename: str,
+        options: common_pb2.ConversionOptions,
+        source_key: str,
+        size: int,
+    ) -> ConversionRow:
+        with self.database.connection_context():
+            return ConversionRow.create(
+                id=conversion_id,
+                user_id=user_id,
+                filename=filename,
+                options=options.SerializeToString(),
+                state=C.CONVERSION_STATE_PENDING,
+                source_key=source_key,
+                source_bytes=size,
+                created_at=time.time(),
+            )
+
+    def _save(self, row: ConversionRow) -> None:
+        with self.database.connection_context():
+            row.save()
+
+    def get_conversion(
+        self, ctx: Context, request: user_pb2.GetConversionRequest
+    ) -> user_pb2.GetConversionResponse:
+        row = self._conversion(require(request.id, "id"))
+        return user_pb2.GetConversionResponse(conversion=conversion_message(row))
+
+    def _conversion(self, conversion_id: str) -> ConversionRow:
+        with self.database.connection_context():
+            row = ConversionRow.get_or_none(ConversionRow.id == conversion_id)
+        if row is None:
+            raise not_found("conversion", conversion_id)
+        return row
+
+    async def conversion_complete(
+        self, ctx: Context, request: user_pb2.ConversionCompleteRequest
+    ) -> user_pb2.ConversionCompleteResponse:
+        report = request.report
+        row = await asyncio.to_thread(
+            self._conversion, require(report.conversion_id, "report.conversion_id")
+        )
+        if report.outcome not in (common_pb2.OUTCOME_SUCCEEDED, common_pb2.OUTCOME_FAILED):
+            raise invalid_argument("report.outcome", "must be succeeded or failed")
+        await asyncio.to_thread(self._finish, row, report)
+        await self.client.receive_notification(
+            client_pb2.ReceiveNotificationRequest(
+                notification_id=f"conversion:{row.id}", sent_at=_now(), conversion_finished=report
+            )
+        )
+        return user_pb2.ConversionCompleteResponse(conversion=conversion_message(row))
+
+    def _finish(self, row: ConversionRow, report: common_pb2.ConversionReport) -> None:
+        """Records the outcome (again, harmlessly, for a repeated report) and removes the
+        uploaded original: the PDF is what is kept."""
+        succeeded = report.outcome == common_pb2.OUTCOME_SUCCEEDED
+        row.state = C.CONVERSION_STATE_SUCCEEDED if succeeded else C.CONVERSION_STATE_FAILED
+        row.pdf_url = report.pdf_url
+        row.result = report.result.SerializeToString() if report.HasField("result") else None
+        row.error = report.error
+        row.finished_at = row.finished_at or time.time()
+        self._save(row)
+        self.store.delete(row.source_key)
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def create_app(settings: config.Settings) -> Starlette:
+    database = open_database(settings.database_url_for(NAME))
+    create_tables(database, MODELS)
+    store = storage.open_storage(
+        settings.storage_url, public_url=settings.storage_public_url, secret=settings.storage_secret
+    )
+    timeout = settings.rpc_timeout_seconds
+    jobs = AsyncJobServiceClient(settings.url("job_svc"), timeout=timeout)
+    client = AsyncClientServiceClient(settings.url("client_svc"), timeout=timeout)
+    service = UserService(database, store, jobs, client, settings)
+
+    async def database_ready() -> str | None:
+        with database.connection_context():
+            UserRow.select().limit(1).execute()
+        return None
+
+    async def storage_ready() -> str | None:
+        await asyncio.to_thread(store.exists, "health/probe")
+        return None
+
+    async def close_clients() -> None:
+        await jobs.aclose()
+        await client.aclose()
+
+    routes = (
+        storage.storage_routes(store, max_put_bytes=settings.max_upload_bytes * 4)
+        if isinstance(store, storage.LocalStorage)
+        else []
+    )
+    return service_app(
+        NAME,
+        [UserServiceServer(service=service)],
+        ready_checks={"database": database_ready, "storage": storage_ready},
+        routes=routes,
+        # The upload RPC carries the image: room for it plus the rest of the message.
+        max_body_bytes=settings.max_upload_bytes + 64 * 1024,
+        on_shutdown=[close_clients],
+    )
