@@ -1,0 +1,127 @@
+"""Nothing is lost when parts fail: a job worker SIGKILLed in the middle of jobs, and email_svc
+down for a while. Real processes, real signals."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from mcsv.v1 import common_pb2, email_pb2, job_pb2, user_pb2
+from mcsv.v1.email_twirp import EmailServiceClient
+from mcsv.v1.job_twirp import JobServiceClient
+from mcsv.v1.user_twirp import UserServiceClient
+
+from tests.e2e.images import make_image
+from tests.e2e.system import succeeded, wait_for, whole_system
+
+pytestmark = pytest.mark.slow
+E = job_pb2.JobEventType
+
+
+def events(jobs: JobServiceClient, job_id: str) -> list[str]:
+    answer = jobs.get_job(job_pb2.GetJobRequest(id=job_id))
+    return [E.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in answer.events]
+
+
+def wait_until_executing(jobs: JobServiceClient, queue: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = jobs.get_queue_stats(job_pb2.GetQueueStatsRequest(queue=queue)).queues
+        if stats and stats[0].executing > 0:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {queue} job started within {timeout}s")
+
+
+def test_a_worker_killed_mid_job_loses_nothing(tmp_path: Path) -> None:
+    with whole_system(tmp_path, workers=1, JOB_VISIBILITY_TIMEOUT_SECONDS="3") as system:
+        settings = system.settings
+        with (
+            UserServiceClient(settings.url("user_svc")) as users,
+            JobServiceClient(settings.url("job_svc")) as jobs,
+        ):
+            owner = users.create_user(
+                user_pb2.CreateUserRequest(name="Owner", email="owner@example.com")
+            ).user
+            conversions = {
+                users.convert_image(
+                    user_pb2.ConvertImageRequest(
+                        user_id=owner.id,
+                        filename=f"big-{i}.png",
+                        image_data=make_image("png", 2400, 1800, seed=i),
+                        options=common_pb2.ConversionOptions(
+                            quality=common_pb2.PDF_QUALITY_LOSSLESS
+                        ),
+                    )
+                ).conversion.id: i
+                for i in range(6)
+            }
+            welcomed = {
+                users.create_user(
+                    user_pb2.CreateUserRequest(name=f"W {i}", email=f"w{i}@example.com")
+                ).user.id
+                for i in range(30)
+            }
+            wait_until_executing(jobs, "conversions")
+            system.kill("worker-1", signal.SIGKILL)  # mid-job: no chance to finish or ack
+            system.start_worker(2)
+
+            finished = wait_for(system, "conversion", set(conversions), timeout=180)
+            welcomes = wait_for(system, "email", welcomed | {owner.id}, timeout=180)
+            assert all(succeeded(r) for r in finished.values())
+            assert all(succeeded(r) for r in welcomes.values())
+
+            histories = [
+                events(
+                    jobs,
+                    users.get_conversion(user_pb2.GetConversionRequest(id=c)).conversion.job_id,
+                )
+                for c in conversions
+            ]
+            redelivered = [h for h in histories if h.count("STARTED") > 1]
+            assert redelivered, histories  # the killed attempt was delivered again...
+            assert all(h[-1] == "COMPLETED" for h in histories)  # ...and everything completed
+
+        with EmailServiceClient(settings.url("email_svc")) as emails:
+            sent = emails.list_emails(
+                email_pb2.ListEmailsRequest(user_id=owner.id, page_size=1000)
+            ).emails
+        per_template = [e.template for e in sent]
+        assert per_template.count(common_pb2.EMAIL_TEMPLATE_CONVERSION_COMPLETE) == 6  # once each
+        assert per_template.count(common_pb2.EMAIL_TEMPLATE_WELCOME) == 1
+
+
+def test_jobs_retry_while_email_svc_is_down_and_complete_once_it_is_back(tmp_path: Path) -> None:
+    with whole_system(tmp_path, workers=2) as system:
+        settings = system.settings
+        system.kill("email_svc", signal.SIGTERM)
+        with (
+            UserServiceClient(settings.url("user_svc")) as users,
+            JobServiceClient(settings.url("job_svc")) as jobs,
+        ):
+            created = [
+                users.create_user(
+                    user_pb2.CreateUserRequest(name=f"Down {i}", email=f"down{i}@example.com")
+                )
+                for i in range(10)
+            ]
+            time.sleep(3)  # attempts fail and are retried with backoff while email_svc is down
+            failing = [events(jobs, c.job_id) for c in created]
+            assert all("FAILED" in h and "RETRY_SCHEDULED" in h for h in failing), failing
+            assert all("COMPLETED" not in h for h in failing)
+
+            system.start_child("email_svc", system.children["email_svc"].argv)
+            arrived = wait_for(system, "email", {c.user.id for c in created}, timeout=120)
+            assert all(succeeded(r) for r in arrived.values())
+
+            for answer in created:
+                job = jobs.get_job(job_pb2.GetJobRequest(id=answer.job_id))
+                history = [E.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in job.events]
+                assert history[-1] == "COMPLETED"
+                assert history.count("FAILED") >= 1 and history.count("FAILED") == len(
+                    job.job.errors
+                )
+                assert "unavailable" in job.job.errors[0].message
+                assert job.job.state == job_pb2.JOB_STATE_COMPLETED

@@ -1,0 +1,305 @@
+"""Both workflows end to end on the embedded defaults: the five services and two job workers
+as real processes on loopback ports, SQLite, the SQLite broker, file storage, the mailbox and
+ImageMagick. Also the bad input a user can send, and the URLs image_svc must refuse."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pypdf
+import pytest
+from mcsv.twirp import ErrorCode, TwirpError
+from mcsv.v1 import common_pb2, email_pb2, image_pb2, job_pb2, user_pb2
+from mcsv.v1.email_twirp import EmailServiceClient
+from mcsv.v1.image_twirp import ImageServiceClient
+from mcsv.v1.job_twirp import JobServiceClient
+from mcsv.v1.user_twirp import AsyncUserServiceClient, UserServiceClient
+
+from internal.storage import LocalStorage
+from internal.supervisor import System
+from tests.e2e.images import make_image
+from tests.e2e.system import succeeded, wait_for, whole_system
+
+pytestmark = pytest.mark.slow
+MAX_UPLOAD = 2 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    with whole_system(
+        tmp_path_factory.mktemp("workflows"), MAX_UPLOAD_BYTES=str(MAX_UPLOAD)
+    ) as running_system:
+        yield running_system
+
+
+@pytest.fixture(scope="module")
+def users(system: System) -> Iterator[UserServiceClient]:
+    with UserServiceClient(system.settings.url("user_svc")) as client:
+        yield client
+
+
+def test_200_welcome_emails_at_concurrency_10_all_arrive(system: System) -> None:
+    async def create_all() -> dict[str, user_pb2.User]:
+        limit = asyncio.Semaphore(10)
+        async with AsyncUserServiceClient(system.settings.url("user_svc")) as client:
+
+            async def create(index: int) -> user_pb2.User:
+                async with limit:
+                    answer = await client.create_user(
+                        user_pb2.CreateUserRequest(
+                            name=f"Person {index}", email=f"person{index}@example.com"
+                        )
+                    )
+                    return answer.user
+
+            created = await asyncio.gather(*(create(i) for i in range(200)))
+        return {user.id: user for user in created}
+
+    created = asyncio.run(create_all())
+    arrived = wait_for(system, "email", set(created))
+    assert all(succeeded(r) for r in arrived.values())
+    with EmailServiceClient(system.settings.url("email_svc")) as emails:
+        for user_id, received in arrived.items():
+            delivery = received.request.email_delivered
+            email = emails.get_email(email_pb2.GetEmailRequest(id=delivery.email_id)).email
+            user = created[user_id]
+            assert email.recipient == user.email
+            assert email.template == common_pb2.EMAIL_TEMPLATE_WELCOME
+            assert user.name in email.text_body and user.name in email.html_body
+        mailbox = emails.list_emails(email_pb2.ListEmailsRequest(page_size=1000)).emails
+    assert {e.user_id for e in mailbox} >= set(created)
+    assert len([e for e in mailbox if e.user_id in created]) == 200  # one email each, no more
+
+
+@pytest.mark.parametrize(
+    ("fmt", "quality", "density"),
+    [("png", common_pb2.PDF_QUALITY_LOW, 72), ("jpeg", common_pb2.PDF_QUALITY_HIGH, 200)],
+)
+def test_a_conversion_gives_a_pdf_of_the_right_page_size_a_link_and_an_email(
+    system: System, users: UserServiceClient, fmt: str, quality: common_pb2.PdfQuality, density: int
+) -> None:
+    owner = users.create_user(
+        user_pb2.CreateUserRequest(name=f"Converter {fmt}", email=f"convert-{fmt}@example.com")
+    ).user
+    image = make_image(fmt, 1200, 900)
+    accepted = users.convert_image(
+        user_pb2.ConvertImageRequest(
+            user_id=owner.id,
+            filename=f"picture.{fmt}",
+            image_data=image,
+            options=common_pb2.ConversionOptions(quality=quality, max_width=600),
+        )
+    ).conversion
+    assert accepted.state == user_pb2.CONVERSION_STATE_PENDING
+    report = wait_for(system, "conversion", {accepted.id})[accepted.id]
+    finished = report.request.conversion_finished
+    assert finished.outcome == common_pb2.OUTCOME_SUCCEEDED, finished.error
+    result = finished.result
+    assert (result.source_width, result.source_height) == (1200, 900)
+    assert (result.output_width, result.output_height) == (600, 450)  # shrunk, aspect kept
+    assert result.source_bytes == len(image)
+
+    pdf = httpx.get(finished.pdf_url)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert len(pdf.content) == result.pdf_bytes
+    page = pypdf.PdfReader(io.BytesIO(pdf.content)).pages
+    assert len(page) == 1
+    width, height = float(page[0].mediabox.width), float(page[0].mediabox.height)
+    assert width == pytest.approx(600 / density * 72, abs=1)
+    assert height == pytest.approx(450 / density * 72, abs=1)
+    assert (width, height) == pytest.approx(
+        (result.page_width_points, result.page_height_points), abs=0.5
+    )
+
+    stored = users.get_conversion(user_pb2.GetConversionRequest(id=accepted.id)).conversion
+    assert stored.state == user_pb2.CONVERSION_STATE_SUCCEEDED
+    with EmailServiceClient(system.settings.url("email_svc")) as emails:
+        sent = emails.list_emails(email_pb2.ListEmailsRequest(user_id=owner.id)).emails
+        templates = {e.template for e in sent}
+        assert common_pb2.EMAIL_TEMPLATE_CONVERSION_COMPLETE in templates
+        done = next(e for e in sent if e.template == common_pb2.EMAIL_TEMPLATE_CONVERSION_COMPLETE)
+        body = emails.get_email(email_pb2.GetEmailRequest(id=done.id)).email
+    assert "picture." in body.text_body and finished.pdf_url in body.text_body
+    # The original image is removed once the PDF exists.
+    assert not any((system.settings.data_dir / "storage").rglob(f"*{accepted.id}*/picture.*"))
+
+
+def test_a_corrupt_image_is_a_failed_conversion_reported_and_recorded(
+    system: System, users: UserServiceClient
+) -> None:
+    owner = users.create_user(
+        user_pb2.CreateUserRequest(name="Corrupt", email="corrupt@example.com")
+    ).user
+    accepted = users.convert_image(
+        user_pb2.ConvertImageRequest(
+            user_id=owner.id, filename="broken.png", image_data=b"\x89PNG not really an image"
+        )
+    ).conversion
+    finished = wait_for(system, "conversion", {accepted.id})[accepted.id]
+    report = finished.request.conversion_finished
+    assert report.outcome == common_pb2.OUTCOME_FAILED
+    assert "refused" in report.error
+    with JobServiceClient(system.settings.url("job_svc")) as jobs:
+        job = jobs.get_job(job_pb2.GetJobRequest(id=accepted.job_id))
+    assert job.job.state == job_pb2.JOB_STATE_DISCARDED
+    assert job.job.attempt == 1  # bad input is not retried
+    assert "refused" in job.job.errors[0].message
+    stored = users.get_conversion(user_pb2.GetConversionRequest(id=accepted.id)).conversion
+    assert stored.state == user_pb2.CONVERSION_STATE_FAILED and stored.error
+
+
+@pytest.mark.parametrize(
+    ("request_", "argument"),
+    [
+        (user_pb2.CreateUserRequest(name="No Email"), "email"),
+        (user_pb2.CreateUserRequest(email="nameless@example.com"), "name"),
+        (user_pb2.CreateUserRequest(name="Bad", email="not-an-address"), "email"),
+    ],
+)
+def test_invalid_users_are_invalid_argument_naming_the_field(
+    users: UserServiceClient, request_: user_pb2.CreateUserRequest, argument: str
+) -> None:
+    with pytest.raises(TwirpError) as refused:
+        users.create_user(request_)
+    assert refused.value.code is ErrorCode.INVALID_ARGUMENT
+    assert refused.value.meta["argument"] == argument
+
+
+def test_upload_errors_are_clear(users: UserServiceClient) -> None:
+    owner = users.create_user(user_pb2.CreateUserRequest(name="Up", email="up@example.com")).user
+    upload = user_pb2.ConvertImageRequest
+    cases = [
+        (upload(user_id="nobody", filename="a.png", image_data=b"x"), ErrorCode.NOT_FOUND),
+        (upload(user_id=owner.id, filename="a.png"), ErrorCode.INVALID_ARGUMENT),
+        (upload(user_id=owner.id, image_data=b"x"), ErrorCode.INVALID_ARGUMENT),
+    ]
+    for request, code in cases:
+        with pytest.raises(TwirpError) as refused:
+            users.convert_image(request)
+        assert refused.value.code is code
+    too_big = user_pb2.ConvertImageRequest(
+        user_id=owner.id, filename="big.png", image_data=b"\0" * (MAX_UPLOAD + 1)
+    )
+    with pytest.raises(TwirpError) as refused:
+        users.convert_image(too_big)
+    assert refused.value.code is ErrorCode.INVALID_ARGUMENT
+    assert str(MAX_UPLOAD) in refused.value.msg
+
+
+def test_unknown_ids_are_not_found(system: System, users: UserServiceClient) -> None:
+    with JobServiceClient(system.settings.url("job_svc")) as jobs:
+        for call in (
+            lambda: users.get_user(user_pb2.GetUserRequest(id="nope")),
+            lambda: users.get_conversion(user_pb2.GetConversionRequest(id="nope")),
+            lambda: jobs.get_job(job_pb2.GetJobRequest(id="nope")),
+        ):
+            with pytest.raises(TwirpError) as missing:
+                call()
+            assert missing.value.code is ErrorCode.NOT_FOUND
+
+
+def _stored_pdf_url(system: System, users: UserServiceClient) -> tuple[str, str]:
+    owner = users.create_user(
+        user_pb2.CreateUserRequest(name="Urls", email="urls@example.com")
+    ).user
+    accepted = users.convert_image(
+        user_pb2.ConvertImageRequest(
+            user_id=owner.id, filename="u.png", image_data=make_image("png", 200, 100)
+        )
+    ).conversion
+    report = wait_for(system, "conversion", {accepted.id})[accepted.id]
+    url = report.request.conversion_finished.pdf_url
+    return url, urlsplit(url).path.removeprefix("/storage/")
+
+
+def _with_query(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()} | changes
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def test_tampered_and_expired_urls_are_refused(system: System, users: UserServiceClient) -> None:
+    url, key = _stored_pdf_url(system, users)
+    assert httpx.get(url).status_code == 200
+    signature = parse_qs(urlsplit(url).query)["sig"][0]
+    tampered = [
+        _with_query(url, sig=("0" if signature[0] != "0" else "1") + signature[1:]),
+        _with_query(url, expires=str(int(parse_qs(urlsplit(url).query)["expires"][0]) + 3600)),
+        _with_query(url, method="PUT"),
+        url.replace(key, key.replace(".pdf", "x.pdf")),
+    ]
+    for bad in tampered:
+        assert httpx.get(bad).status_code == 403, bad
+    settings = system.settings
+    storage = LocalStorage(
+        settings.data_dir / "storage",
+        public_url=settings.storage_public_url,
+        secret=settings.storage_secret,
+    )
+    expired = storage.presign_get(key, timedelta(seconds=-1))
+    answer = httpx.get(expired)
+    assert answer.status_code == 403 and "expired" in answer.text
+
+
+@pytest.mark.parametrize(
+    "source_url",
+    [
+        "http://127.0.0.2:9/storage/uploads/x.png",
+        "https://example.com/image.png",
+        "file:///etc/passwd",
+        "http://user@{origin}/storage/x.png",
+    ],
+)
+def test_image_svc_refuses_urls_outside_the_storage(system: System, source_url: str) -> None:
+    origin = urlsplit(system.settings.storage_public_url).netloc
+    with (
+        ImageServiceClient(system.settings.url("image_svc")) as images,
+        pytest.raises(TwirpError) as refused,
+    ):
+        images.convert_to_pdf(
+            image_pb2.ConvertToPdfRequest(
+                source_url=source_url.format(origin=origin),
+                pdf_upload_url=f"http://{origin}/storage/pdfs/x.pdf",
+            )
+        )
+    assert refused.value.code is ErrorCode.PERMISSION_DENIED
+    assert refused.value.meta["argument"] == "source_url"
+
+
+def test_an_unsigned_url_on_the_storage_origin_is_refused_by_the_storage(system: System) -> None:
+    origin = system.settings.storage_public_url
+    with (
+        ImageServiceClient(system.settings.url("image_svc")) as images,
+        pytest.raises(TwirpError) as refused,
+    ):
+        images.convert_to_pdf(
+            image_pb2.ConvertToPdfRequest(
+                source_url=f"{origin}/storage/uploads/anything.png",
+                pdf_upload_url=f"{origin}/storage/pdfs/x.pdf",
+            )
+        )
+    assert refused.value.code is ErrorCode.PERMISSION_DENIED
+    assert "403" in refused.value.msg
+
+
+def test_readiness_and_health(system: System) -> None:
+    for service in ("client_svc", "user_svc", "job_svc", "email_svc", "image_svc"):
+        ready = httpx.get(system.settings.url(service) + "/ready")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        assert httpx.get(system.settings.url(service) + "/health").status_code == 200
+    mailbox = httpx.get(system.settings.url("email_svc") + "/mailbox")
+    assert mailbox.status_code == 200 and "Mailbox" in mailbox.text
+
+
+def test_queue_stats_account_for_every_job(system: System) -> None:
+    with JobServiceClient(system.settings.url("job_svc")) as jobs:
+        stats = {s.queue: s for s in jobs.get_queue_stats(job_pb2.GetQueueStatsRequest()).queues}
+        listed = jobs.list_jobs(job_pb2.ListJobsRequest(queue="emails", page_size=5))
+    assert stats["emails"].completed >= 200
+    assert stats["emails"].available == stats["emails"].executing == 0
+    assert len(listed.jobs) == 5 and listed.next_page_token
