@@ -10,7 +10,7 @@ from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, job_pb2
 
 from internal import config
-from internal.services import job_svc
+from internal.services import job_svc, paging
 from internal.services.job_svc import CONVERSION, EMAIL, JobStore
 
 S, E = job_pb2.JobState, job_pb2.JobEventType
@@ -114,9 +114,9 @@ def test_stats_and_pages(store: JobStore) -> None:
 
 
 def test_page_tokens_round_trip_and_bad_ones_are_invalid() -> None:
-    token = job_svc.next_page_token(50, 50, more=True)
-    assert job_svc.page_offset(token) == 100
-    assert job_svc.next_page_token(0, 50, more=False) == ""
+    token = paging.next_page_token(50, 50, more=True)
+    assert paging.page_offset(token) == 100
+    assert paging.next_page_token(0, 50, more=False) == ""
     with pytest.raises(TwirpError) as bad:
-        job_svc.page_offset("!!not-a-token")
+        paging.page_offset("!!not-a-token")
     assert bad.value.meta == {"argument": "page_token"}
