@@ -1,5 +1,5 @@
-"""The README's curl examples, run exactly as written (but for the server address) against a
-real Twirp server: JSON, protobuf through buf convert and through protoc, and an error."""
+"""The README's curl examples, run exactly as written (but for the server address) against the
+real system: JSON, protobuf through buf convert and through protoc, and an error."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import ROOT, hypercorn
+from tests.e2e.system import whole_system
+from tests.support.servers import ROOT
 
 README_URL = "http://localhost:8081"
 _BLOCK = re.compile(r"<!-- tested: (?P<name>[\w-]+) -->\n```bash\n(?P<script>.*?)```", re.S)
@@ -24,9 +25,9 @@ def readme_examples() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def user_url() -> Iterator[str]:
-    with hypercorn("tests.support.readme_user_app:app") as url:
-        yield url
+def user_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with whole_system(tmp_path_factory.mktemp("readme"), workers=1) as system:
+        yield system.settings.url("user_svc")
 
 
 def run_example(name: str, url: str) -> str:
