@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Sequence
 
 import peewee
-from google.protobuf.timestamp_pb2 import Timestamp
 from mcsv.twirp import Context, ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, email_pb2
 from mcsv.v1.email_twirp_server import EmailServiceServer
@@ -24,6 +23,7 @@ from internal.data import create_tables, open_database, write_transaction
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require, require_email
 from internal.services.paging import next_page_token, page_offset, page_size
+from internal.services.times import timestamp
 
 NAME = "email_svc"
 MAILBOX = email_pb2.DELIVERY_BACKEND_MAILBOX
@@ -160,10 +160,6 @@ class EmailService:
 
 
 def email_message(row: EmailRow) -> email_pb2.Email:
-    delivered = None
-    if row.delivered_at is not None:
-        delivered = Timestamp()
-        delivered.FromNanoseconds(int(row.delivered_at * 1e9))
     return email_pb2.Email(
         id=row.id,
         idempotency_key=row.idempotency_key,
@@ -174,7 +170,7 @@ def email_message(row: EmailRow) -> email_pb2.Email:
         text_body=row.text_body,
         html_body=row.html_body,
         backend=email_pb2.DeliveryBackend.Name(row.backend),
-        delivered_at=delivered,
+        delivered_at=timestamp(row.delivered_at),
     )
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import dramatiq
 import peewee
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from mcsv.twirp import Context, ErrorCode, TwirpError
 from mcsv.v1 import job_pb2
 from mcsv.v1.job_twirp_server import JobServiceServer
@@ -27,6 +26,7 @@ from internal.data import create_tables, open_database, write_transaction
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require
 from internal.services.paging import next_page_token, page_offset, page_size
+from internal.services.times import timestamp
 
 NAME = "job_svc"
 S = job_pb2.JobState
@@ -261,14 +261,6 @@ class JobStore:
             message=message,
             worker=worker,
         )
-
-
-def timestamp(unix: float | None) -> Timestamp | None:
-    if unix is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(unix * 1e9))
-    return stamp
 
 
 def job_message(job: JobRow) -> job_pb2.Job:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
-from google.protobuf.timestamp_pb2 import Timestamp
 from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, email_pb2, image_pb2, job_pb2, user_pb2
 from mcsv.v1.email_twirp import EmailServiceClient
@@ -25,6 +24,7 @@ from mcsv.v1.user_twirp import UserServiceClient
 
 from internal import config
 from internal.services.job_svc import CONVERSION, EMAIL, JobRow, JobStore, this_worker
+from internal.services.times import now
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,6 @@ def backoff_seconds(attempt: int, settings: config.Settings) -> float:
     """When Dramatiq's Retries middleware will deliver again (without its jitter)."""
     delay_ms = settings.job_min_backoff_ms * 2.0 ** max(attempt - 1, 0)
     return min(delay_ms, settings.job_max_backoff_ms) / 1000
-
-
-def now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
 
 
 class Jobs:

@@ -12,7 +12,6 @@ import uuid
 from datetime import timedelta
 
 import peewee
-from google.protobuf.timestamp_pb2 import Timestamp
 from mcsv.twirp import Context, ErrorCode, TwirpError
 from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
 from mcsv.v1.client_twirp import AsyncClientServiceClient
@@ -24,6 +23,7 @@ from internal import config, storage
 from internal.data import create_tables, open_database, write_transaction
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require, require_email
+from internal.services.times import now, timestamp
 
 NAME = "user_svc"
 C = user_pb2.ConversionState
@@ -61,14 +61,6 @@ class ConversionRow(peewee.Model):
 
 
 MODELS = [UserRow, ConversionRow]
-
-
-def timestamp(unix: float | None) -> Timestamp | None:
-    if unix is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(unix * 1e9))
-    return stamp
 
 
 def user_message(row: UserRow) -> user_pb2.User:
@@ -164,7 +156,7 @@ class UserService:
         job_id = require(delivery.job_id, "delivery.job_id")
         await self.client.receive_notification(
             client_pb2.ReceiveNotificationRequest(
-                notification_id=f"email:{job_id}", sent_at=_now(), email_delivered=delivery
+                notification_id=f"email:{job_id}", sent_at=now(), email_delivered=delivery
             )
         )
         return user_pb2.NotifyEmailDeliveredResponse()
@@ -263,7 +255,7 @@ class UserService:
         await asyncio.to_thread(self._finish, row, report)
         await self.client.receive_notification(
             client_pb2.ReceiveNotificationRequest(
-                notification_id=f"conversion:{row.id}", sent_at=_now(), conversion_finished=report
+                notification_id=f"conversion:{row.id}", sent_at=now(), conversion_finished=report
             )
         )
         return user_pb2.ConversionCompleteResponse(conversion=conversion_message(row))
@@ -279,12 +271,6 @@ class UserService:
         row.finished_at = row.finished_at or time.time()
         self._save(row)
         self.store.delete(row.source_key)
-
-
-def _now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
 
 
 def create_app(settings: config.Settings) -> Starlette:
