@@ -155,6 +155,14 @@ class Jobs:
 
     def convert_image(self, job: JobRow) -> None:
         args = job_pb2.ConversionJobArgs.FromString(bytes(job.args))
+        known = self.peers.users.get_conversion(
+            user_pb2.GetConversionRequest(id=args.conversion_id)
+        )
+        if known.conversion.state == user_pb2.CONVERSION_STATE_SUCCEEDED:
+            # Delivered again after an attempt that finished the work but died before
+            # recording it: the original is gone and the PDF, email and report exist.
+            log.info("conversion %s already succeeded; nothing to do", args.conversion_id)
+            return
         converted = self.peers.images.convert_to_pdf(
             image_pb2.ConvertToPdfRequest(
                 conversion_id=args.conversion_id,

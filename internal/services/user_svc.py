@@ -264,6 +264,8 @@ class UserService:
         """Records the outcome (again, harmlessly, for a repeated report) and removes the
         uploaded original: the PDF is what is kept."""
         succeeded = report.outcome == common_pb2.OUTCOME_SUCCEEDED
+        if row.state == C.CONVERSION_STATE_SUCCEEDED and not succeeded:
+            return  # a late failure of a repeated attempt does not undo a finished PDF
         row.state = C.CONVERSION_STATE_SUCCEEDED if succeeded else C.CONVERSION_STATE_FAILED
         row.pdf_url = report.pdf_url
         row.result = report.result.SerializeToString() if report.HasField("result") else None
