@@ -46,15 +46,21 @@ class Settings:
     job_visibility_timeout_seconds: float
     rpc_timeout_seconds: float
     imagemagick_timeout_seconds: float
+    # Where a job worker serves /metrics; the supervisor gives worker N the port + N - 1.
+    worker_metrics_url: str
 
     def url(self, service: str) -> str:
         return self.service_urls[service]
 
     def bind(self, service: str) -> tuple[str, int]:
-        """The host and port a service listens on, from its URL."""
-        parts = urlsplit(self.service_urls[service])
+        """The host and port a service (or "job_worker", for its metrics) listens on."""
+        if service == "job_worker":
+            url, variable = self.worker_metrics_url, "WORKER_METRICS_URL"
+        else:
+            url, variable = self.service_urls[service], _url_variable(service)
+        parts = urlsplit(url)
         if parts.hostname is None or parts.port is None:
-            raise ConfigError(f"{_url_variable(service)} must include a host and a port")
+            raise ConfigError(f"{variable} must include a host and a port")
         return parts.hostname, parts.port
 
     def database_url_for(self, service: str) -> str:
@@ -90,6 +96,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         job_visibility_timeout_seconds=_float(env, "JOB_VISIBILITY_TIMEOUT_SECONDS", 60.0),
         rpc_timeout_seconds=_float(env, "RPC_TIMEOUT_SECONDS", 30.0),
         imagemagick_timeout_seconds=_float(env, "IMAGEMAGICK_TIMEOUT_SECONDS", 60.0),
+        worker_metrics_url=_str(env, "WORKER_METRICS_URL", "http://127.0.0.1:9100"),
     )
 
 

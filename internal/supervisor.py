@@ -47,6 +47,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     expected_exit: bool = False
 
@@ -78,15 +79,23 @@ class System:
         name = f"worker-{index}"
         argv = [sys.executable, str(ROOT / "cmd" / "job_worker.py"),
                 "--threads", str(self.worker_threads)]  # fmt: skip
-        self.start_child(name, argv)
+        host, port = self.settings.bind("job_worker")
+        self.start_child(name, argv, {"WORKER_METRICS_URL": f"http://{host}:{port + index - 1}"})
         return name
 
-    def start_child(self, name: str, argv: list[str]) -> None:
-        child = Child(name, argv)
+    def worker_metrics_urls(self) -> list[str]:
+        return [
+            c.env["WORKER_METRICS_URL"]
+            for c in self.children.values()
+            if "WORKER_METRICS_URL" in c.env
+        ]
+
+    def start_child(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+        child = Child(name, argv, dict(env or {}))
         child.process = subprocess.Popen(
             argv,
             cwd=ROOT,
-            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self.env, **child.env, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE if self.output else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # our signals, not the terminal's, stop it
@@ -142,7 +151,7 @@ class System:
 
     def restart(self, name: str) -> None:
         self.kill(name, signal.SIGTERM)
-        self.start_child(name, self.children[name].argv)
+        self.start_child(name, self.children[name].argv, self.children[name].env)
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM to every child, then SIGKILL to those still running after `timeout`."""

@@ -1,5 +1,6 @@
-"""What every service app has in common: /health, /ready, the Twirp servers mounted at the
-root, and serving with hypercorn until SIGTERM or SIGINT."""
+"""What every service app has in common: /health, /ready, /metrics, the Twirp servers mounted
+at the root (observed: spans, request metrics), and serving with hypercorn until SIGTERM or
+SIGINT."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from internal.observability import ObservedTwirp, TwirpObserver
 from internal.rpc import DEFAULT_MAX_BODY_BYTES, TwirpApp
 
 log = logging.getLogger(__name__)
@@ -33,8 +36,14 @@ def service_app(
     routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    before_metrics: Callable[[], None] | None = None,
 ) -> Starlette:
     checks = ready_checks or {}
+
+    async def metrics(_: Request) -> Response:
+        if before_metrics is not None:
+            await asyncio.to_thread(before_metrics)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def health(_: Request) -> Response:
         return PlainTextResponse(f"{name} alive")
@@ -55,8 +64,14 @@ def service_app(
         routes=[
             Route("/health", health),
             Route("/ready", ready),
+            Route("/metrics", metrics),
             *routes,
-            Mount("/", app=TwirpApp(*servers, max_body_bytes=max_body_bytes)),
+            Mount(
+                "/",
+                app=ObservedTwirp(
+                    TwirpApp(*servers, hook=TwirpObserver(), max_body_bytes=max_body_bytes)
+                ),
+            ),
         ],
         lifespan=lifespan,
     )

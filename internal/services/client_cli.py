@@ -22,7 +22,7 @@ from mcsv.twirp import TwirpError
 from mcsv.v1 import common_pb2, user_pb2
 from mcsv.v1.user_twirp import AsyncUserServiceClient
 
-from internal import config
+from internal import config, observability
 from internal.services import client_svc
 
 
@@ -92,7 +92,9 @@ def sample_image(index: int, fmt: str) -> bytes:
 class Driver:
     def __init__(self, settings: config.Settings, concurrency: int) -> None:
         self.settings = settings
-        self.users = AsyncUserServiceClient(settings.url("user_svc"), timeout=60)
+        self.users = AsyncUserServiceClient(
+            settings.url("user_svc"), timeout=60, http_client=observability.async_client()
+        )
         self.limit = asyncio.Semaphore(concurrency)
         self.notifications = client_svc.open_notifications(settings)
         self.emails = Workflow("welcome emails", "email")
@@ -103,9 +105,11 @@ class Driver:
         async with self.limit:
             started = time.time()
             try:
-                created = await self.users.create_user(
-                    user_pb2.CreateUserRequest(name=name, email=email)
-                )
+                # The root of the workflow's trace: every service's spans hang below it.
+                with observability.tracer().start_as_current_span("workflow welcome email"):
+                    created = await self.users.create_user(
+                        user_pb2.CreateUserRequest(name=name, email=email)
+                    )
             except TwirpError as exc:
                 self.emails.refused.append(f"CreateUser: {exc}")
                 return None
@@ -118,20 +122,26 @@ class Driver:
         async with self.limit:
             started = time.time()
             try:
-                accepted = await self.users.convert_image(
-                    user_pb2.ConvertImageRequest(
-                        user_id=user_id,
-                        filename=f"image-{index}.{fmt}",
-                        image_data=image,
-                        options=common_pb2.ConversionOptions(
-                            quality=common_pb2.PDF_QUALITY_MEDIUM, strip_metadata=True
-                        ),
-                    )
-                )
+                with observability.tracer().start_as_current_span("workflow conversion"):
+                    accepted = await self._upload(user_id, index, fmt, image)
             except TwirpError as exc:
                 self.conversions.refused.append(f"ConvertImage: {exc}")
                 return
         self.conversions.started[accepted.conversion.id] = started
+
+    async def _upload(
+        self, user_id: str, index: int, fmt: str, image: bytes
+    ) -> user_pb2.ConvertImageResponse:
+        return await self.users.convert_image(
+            user_pb2.ConvertImageRequest(
+                user_id=user_id,
+                filename=f"image-{index}.{fmt}",
+                image_data=image,
+                options=common_pb2.ConversionOptions(
+                    quality=common_pb2.PDF_QUALITY_MEDIUM, strip_metadata=True
+                ),
+            )
+        )
 
     async def wait(self, since: float, timeout: float, progress: Callable[[], None]) -> None:
         """Polls client_svc's notifications until every started workflow is accounted for."""
@@ -247,5 +257,6 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
     settings = config.load()
+    observability.configure_tracing("client_svc")
     run = run_demo if args.command == "demo" else run_load
     return asyncio.run(run(settings, args))

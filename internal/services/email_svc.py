@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from internal import config, mail
+from internal import config, mail, observability
 from internal.data import create_tables, open_database, write_transaction
+from internal.observability import metrics
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require, require_email
 from internal.services.paging import next_page_token, page_offset, page_size
@@ -64,15 +65,32 @@ class EmailService:
         recipient = require_email(request.recipient, "recipient")
         if request.template == common_pb2.EMAIL_TEMPLATE_UNSPECIFIED:
             raise invalid_argument("template", "is required")
+        observability.tag(user_id=request.user_id)
         variables = {"user_name": request.user_name, "recipient": recipient, **request.variables}
+        template = common_pb2.EmailTemplate.Name(request.template).removeprefix("EMAIL_TEMPLATE_")
+        backend = "mailbox" if self.transport is None else "smtp"
+        started = time.perf_counter()
+        outcome = "failed"
         try:
-            rendered = mail.render(request.template, variables)
-        except mail.TemplateError as exc:
-            raise invalid_argument("variables", str(exc)) from exc
-
-        row, delivered_before = self._claim(key, request, rendered)
-        if not delivered_before and row.delivered_at is None:
-            await self._send(row)
+            with observability.tracer().start_as_current_span(
+                "render email", attributes={"mcsv.email.template": template.lower()}
+            ):
+                try:
+                    rendered = mail.render(request.template, variables)
+                except mail.TemplateError as exc:
+                    raise invalid_argument("variables", str(exc)) from exc
+            row, delivered_before = self._claim(key, request, rendered)
+            observability.tag(email_id=row.id)
+            if not delivered_before and row.delivered_at is None:
+                with observability.tracer().start_as_current_span(
+                    "deliver email", attributes={"mcsv.email.backend": backend}
+                ):
+                    await self._send(row)
+            outcome = "duplicate" if delivered_before else "delivered"
+        finally:
+            labels = (template.lower(), backend, outcome)
+            metrics.EMAILS.labels(*labels).inc()
+            metrics.EMAIL_DELIVERY_DURATION.labels(*labels).observe(time.perf_counter() - started)
         return email_pb2.DeliverEmailResponse(
             email=email_message(row), already_delivered=delivered_before
         )

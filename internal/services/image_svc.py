@@ -20,7 +20,8 @@ from mcsv.v1 import common_pb2, image_pb2
 from mcsv.v1.image_twirp_server import ImageServiceServer
 from starlette.applications import Starlette
 
-from internal import config, imaging, storage
+from internal import config, imaging, observability, storage
+from internal.observability import metrics
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, require
 
@@ -46,21 +47,23 @@ class ImageService:
     async def convert_to_pdf(
         self, ctx: Context, request: image_pb2.ConvertToPdfRequest
     ) -> image_pb2.ConvertToPdfResponse:
+        observability.tag(conversion_id=request.conversion_id)
+        quality = common_pb2.PdfQuality.Name(
+            request.options.quality or common_pb2.PDF_QUALITY_MEDIUM
+        )
+        quality = quality.removeprefix("PDF_QUALITY_").lower()
         started = time.monotonic()
-        source_url = self._storage_url(request.source_url, "source_url")
-        upload_url = self._storage_url(request.pdf_upload_url, "pdf_upload_url")
-        image = await self._fetch(source_url)
+        outcome = "failed"
         try:
-            info = imaging.inspect_image(image, max_pixels=self.max_image_pixels)
-        except imaging.ImageRejected as exc:
-            raise invalid_argument("source_url", f"the image was refused: {exc.reason}") from exc
-        try:
-            pdf = await asyncio.to_thread(self.magick.to_pdf, image, info, request.options)
-        except ValueError as exc:
-            raise invalid_argument("options", str(exc)) from exc
-        except imaging.ConversionFailed as exc:
-            raise TwirpError(ErrorCode.INTERNAL, f"ImageMagick failed: {exc}") from exc
-        await self._upload(upload_url, pdf.pdf)
+            pdf, info, image = await self._convert(request)
+            outcome = "succeeded"
+        except TwirpError as exc:
+            if exc.code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.PERMISSION_DENIED):
+                outcome = "rejected"  # bad input, not a failure of ours
+            raise
+        finally:
+            metrics.CONVERSIONS.labels(quality, outcome).inc()
+            metrics.CONVERSION_DURATION.labels(quality, outcome).observe(time.monotonic() - started)
         elapsed = Duration()
         elapsed.FromNanoseconds(int((time.monotonic() - started) * 1e9))
         log.info(
@@ -83,6 +86,35 @@ class ImageService:
                 duration=elapsed,
             )
         )
+
+    async def _convert(
+        self, request: image_pb2.ConvertToPdfRequest
+    ) -> tuple[imaging.PdfResult, imaging.ImageInfo, bytes]:
+        source_url = self._storage_url(request.source_url, "source_url")
+        upload_url = self._storage_url(request.pdf_upload_url, "pdf_upload_url")
+        image = await self._fetch(source_url)
+        metrics.CONVERSION_BYTES_IN.inc(len(image))
+        try:
+            info = imaging.inspect_image(image, max_pixels=self.max_image_pixels)
+        except imaging.ImageRejected as exc:
+            raise invalid_argument("source_url", f"the image was refused: {exc.reason}") from exc
+        with observability.tracer().start_as_current_span(
+            "imagemagick convert",
+            attributes={
+                "mcsv.image.width": info.width,
+                "mcsv.image.height": info.height,
+                "mcsv.image.bytes": len(image),
+            },
+        ):
+            try:
+                pdf = await asyncio.to_thread(self.magick.to_pdf, image, info, request.options)
+            except ValueError as exc:
+                raise invalid_argument("options", str(exc)) from exc
+            except imaging.ConversionFailed as exc:
+                raise TwirpError(ErrorCode.INTERNAL, f"ImageMagick failed: {exc}") from exc
+        await self._upload(upload_url, pdf.pdf)
+        metrics.CONVERSION_BYTES_OUT.inc(len(pdf.pdf))
+        return pdf, info, image
 
     def _storage_url(self, url: str, argument: str) -> str:
         """The URL, if it points at the configured storage; anything else is refused, so that
@@ -149,7 +181,7 @@ def create_app(settings: config.Settings) -> Starlette:
     version = magick.check()  # fails with a clear message when ImageMagick cannot make PDFs
     log.info("ImageMagick ready: %s", version)
     origin = storage.storage_origin(settings.storage_url, public_url=settings.storage_public_url)
-    http = httpx.AsyncClient(timeout=settings.rpc_timeout_seconds, follow_redirects=False)
+    http = observability.async_client(timeout=settings.rpc_timeout_seconds)
     service = ImageService(
         magick, http, origin, settings.max_upload_bytes, settings.max_image_pixels
     )

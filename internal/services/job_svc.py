@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 import peewee
@@ -19,10 +20,12 @@ from google.protobuf.message import Message
 from mcsv.twirp import Context, ErrorCode, TwirpError
 from mcsv.v1 import job_pb2
 from mcsv.v1.job_twirp_server import JobServiceServer
+from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 
-from internal import config
+from internal import config, observability
 from internal.data import create_tables, open_database, write_transaction
+from internal.observability import metrics
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require
 from internal.services.paging import next_page_token, page_offset, page_size
@@ -329,6 +332,7 @@ class JobService:
 
     def _enqueue(self, kind: JobKind, args: Message, key: str) -> job_pb2.Job:
         job, created = self.store.enqueue(kind, args, key)
+        observability.tag(job_id=job.id)
         if created or job.state == S.JOB_STATE_AVAILABLE:
             # Sent again for a repeated request whose job has not started: the first send
             # may have failed after the row was written. Running twice is harmless (start()
@@ -377,15 +381,27 @@ def sender(broker: dramatiq.Broker) -> Callable[[JobRow], None]:
     """Puts a job's message on its queue: the job id is all the worker needs."""
 
     def send(job: JobRow) -> None:
-        broker.enqueue(
-            dramatiq.Message(
-                queue_name=job.queue,
-                actor_name=job.actor,
-                args=(job.id,),
-                kwargs={},
-                options={},
+        with observability.tracer().start_as_current_span(
+            f"enqueue {job.actor}",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "dramatiq",
+                "messaging.destination.name": job.queue,
+                "mcsv.job_id": job.id,
+            },
+        ):
+            options: dict[str, Any] = {}
+            observability.inject_into(options)
+            broker.enqueue(
+                dramatiq.Message(
+                    queue_name=job.queue,
+                    actor_name=job.actor,
+                    args=(job.id,),
+                    kwargs={},
+                    options=options,
+                )
             )
-        )
+        metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
 
     for kind in KINDS.values():
         broker.declare_queue(kind.queue)
@@ -400,12 +416,19 @@ def create_app(settings: config.Settings, broker: dramatiq.Broker) -> Starlette:
             JobRow.select().limit(1).execute()
         return None
 
+    def count_queues() -> None:
+        for stats in store.stats(""):
+            for state in ("available", "scheduled", "executing", "retryable", "completed",
+                          "discarded", "cancelled"):  # fmt: skip
+                metrics.QUEUE_DEPTH.labels(stats.queue, state).set(getattr(stats, state))
+
     service = JobService(store, sender(broker))
     return service_app(
         NAME,
         [JobServiceServer(service=service)],
         ready_checks={"database": database_ready},
         on_shutdown=[_closer(broker)],
+        before_metrics=count_queues,
     )
 
 

@@ -22,7 +22,8 @@ from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.image_twirp import ImageServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
-from internal import config
+from internal import config, observability
+from internal.observability import metrics
 from internal.services.job_svc import CONVERSION, EMAIL, JobRow, JobStore, this_worker
 from internal.services.times import now
 
@@ -50,12 +51,15 @@ class Peers:
     @classmethod
     def from_settings(cls, settings: config.Settings) -> Peers:
         timeout = settings.rpc_timeout_seconds
+        http = observability.sync_client()
         return cls(
-            users=UserServiceClient(settings.url("user_svc"), timeout=timeout),
-            emails=EmailServiceClient(settings.url("email_svc"), timeout=timeout),
+            users=UserServiceClient(settings.url("user_svc"), timeout=timeout, http_client=http),
+            emails=EmailServiceClient(settings.url("email_svc"), timeout=timeout, http_client=http),
             # A conversion takes as long as ImageMagick may take, and then some.
             images=ImageServiceClient(
-                settings.url("image_svc"), timeout=timeout + settings.imagemagick_timeout_seconds
+                settings.url("image_svc"),
+                timeout=timeout + settings.imagemagick_timeout_seconds,
+                http_client=http,
             ),
         )
 
@@ -81,10 +85,14 @@ class Jobs:
     def run(
         self, job_id: str, handle: Callable[[JobRow], None], report: Callable[..., None]
     ) -> None:
+        observability.tag(job_id=job_id)
         job = self.store.start(job_id, this_worker())
         if job is None:
             log.info("job %s is finished or cancelled; delivery skipped", job_id)
             return
+        labels = (job.queue, job.actor)
+        metrics.JOBS_STARTED.labels(*labels).inc()
+        started = time.perf_counter()
         try:
             handle(job)
         except Exception as exc:
@@ -93,13 +101,20 @@ class Jobs:
             error = describe(exc)
             retry_in = None if final else backoff_seconds(job.attempt, self.settings)
             self.store.fail(job, error, retry_in)
+            metrics.JOBS_FAILED.labels(*labels).inc()
+            metrics.JOB_DURATION.labels(*labels, "failed").observe(time.perf_counter() - started)
             if not final:
+                metrics.JOBS_RETRIED.labels(*labels).inc()
                 log.warning("job %s attempt %d failed, retrying: %s", job.id, job.attempt, error)
                 raise  # Dramatiq's Retries middleware delivers it again after a backoff
+            metrics.JOBS_DISCARDED.labels(*labels).inc()
             log.error("job %s discarded after attempt %d: %s", job.id, job.attempt, error)
             self._report_failure(job, error, report)
             return
         self.store.complete(job)
+        metrics.JOBS_SUCCEEDED.labels(*labels).inc()
+        metrics.JOB_DURATION.labels(*labels, "succeeded").observe(time.perf_counter() - started)
+        log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
 
     def _report_failure(self, job: JobRow, error: str, report: Callable[..., None]) -> None:
         for attempt in range(1, NOTIFY_ATTEMPTS + 1):
@@ -115,6 +130,7 @@ class Jobs:
 
     def deliver_email(self, job: JobRow) -> None:
         args = job_pb2.EmailJobArgs.FromString(bytes(job.args))
+        observability.tag(user_id=args.user_id)
         delivered = self.peers.emails.deliver_email(
             email_pb2.DeliverEmailRequest(
                 idempotency_key=args.idempotency_key,
@@ -155,6 +171,7 @@ class Jobs:
 
     def convert_image(self, job: JobRow) -> None:
         args = job_pb2.ConversionJobArgs.FromString(bytes(job.args))
+        observability.tag(user_id=args.user_id, conversion_id=args.conversion_id)
         known = self.peers.users.get_conversion(
             user_pb2.GetConversionRequest(id=args.conversion_id)
         )

@@ -6,10 +6,12 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
+import prometheus_client
 from starlette.applications import Starlette
 
-from internal import config
+from internal import config, observability
 from internal.services.app import run
 
 log = logging.getLogger(__name__)
@@ -55,15 +57,9 @@ APPS: dict[str, Callable[[config.Settings], Starlette]] = {
 }
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs every request URL at INFO, and presigned URLs are credentials.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 def serve(service: str) -> None:
     """Runs one service until SIGTERM/SIGINT."""
-    configure_logging()
+    observability.configure(service)
     settings = config.load()
     app = APPS[service](settings)
     host, port = settings.bind(service)
@@ -78,11 +74,15 @@ def work(threads: int = 4) -> None:
     from internal.queue import open_broker
     from internal.services import job_svc, job_worker
 
-    configure_logging()
+    observability.configure("job_worker")
     settings = config.load()
-    broker = open_broker(
-        settings.broker_url, visibility_timeout=settings.job_visibility_timeout_seconds
-    )
+    options: dict[str, Any] = {}
+    if settings.broker_url.startswith("sqlite"):
+        options["visibility_timeout"] = settings.job_visibility_timeout_seconds
+    broker = open_broker(settings.broker_url, **options)
+    broker.add_middleware(observability.TracingMiddleware())
+    host, port = settings.bind("job_worker")
+    prometheus_client.start_http_server(port, addr=host)
     store = job_svc.open_jobs(settings)
     jobs = job_worker.Jobs(store, job_worker.Peers.from_settings(settings), settings)
     job_worker.declare_actors(broker, jobs, settings)

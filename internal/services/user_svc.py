@@ -19,7 +19,7 @@ from mcsv.v1.job_twirp import AsyncJobServiceClient
 from mcsv.v1.user_twirp_server import UserServiceServer
 from starlette.applications import Starlette
 
-from internal import config, storage
+from internal import config, observability, storage
 from internal.data import create_tables, open_database, write_transaction
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require, require_email
@@ -110,6 +110,7 @@ class UserService:
         name = require(request.name, "name", max_length=200)
         email = require_email(request.email, "email").lower()
         user = await asyncio.to_thread(self._create_user, name, email)
+        observability.tag(user_id=user.id)
         job = await self.jobs.enqueue_email(
             job_pb2.EnqueueEmailRequest(
                 args=job_pb2.EmailJobArgs(
@@ -152,8 +153,9 @@ class UserService:
         self, ctx: Context, request: user_pb2.NotifyEmailDeliveredRequest
     ) -> user_pb2.NotifyEmailDeliveredResponse:
         delivery = request.delivery
-        require(delivery.user_id, "delivery.user_id")
+        user_id = require(delivery.user_id, "delivery.user_id")
         job_id = require(delivery.job_id, "delivery.job_id")
+        observability.tag(user_id=user_id, job_id=job_id)
         await self.client.receive_notification(
             client_pb2.ReceiveNotificationRequest(
                 notification_id=f"email:{job_id}", sent_at=now(), email_delivered=delivery
@@ -179,6 +181,7 @@ class UserService:
         if options.quality not in common_pb2.PdfQuality.values():
             raise invalid_argument("options.quality", f"unknown quality {options.quality}")
         conversion_id = uuid.uuid4().hex
+        observability.tag(user_id=user.id, conversion_id=conversion_id)
         safe_name = UNSAFE.sub("_", filename).strip("._") or "image"
         source_key = f"uploads/{conversion_id}/{safe_name}"
         content_type = mimetypes.guess_type(safe_name)[0] or "application/octet-stream"
@@ -250,6 +253,7 @@ class UserService:
         row = await asyncio.to_thread(
             self._conversion, require(report.conversion_id, "report.conversion_id")
         )
+        observability.tag(user_id=row.user_id, conversion_id=row.id, job_id=report.job_id)
         if report.outcome not in (common_pb2.OUTCOME_SUCCEEDED, common_pb2.OUTCOME_FAILED):
             raise invalid_argument("report.outcome", "must be succeeded or failed")
         await asyncio.to_thread(self._finish, row, report)
@@ -282,8 +286,12 @@ def create_app(settings: config.Settings) -> Starlette:
         settings.storage_url, public_url=settings.storage_public_url, secret=settings.storage_secret
     )
     timeout = settings.rpc_timeout_seconds
-    jobs = AsyncJobServiceClient(settings.url("job_svc"), timeout=timeout)
-    client = AsyncClientServiceClient(settings.url("client_svc"), timeout=timeout)
+    jobs = AsyncJobServiceClient(
+        settings.url("job_svc"), timeout=timeout, http_client=observability.async_client()
+    )
+    client = AsyncClientServiceClient(
+        settings.url("client_svc"), timeout=timeout, http_client=observability.async_client()
+    )
     service = UserService(database, store, jobs, client, settings)
 
     async def database_ready() -> str | None:

@@ -1,0 +1,34 @@
+"""Traces (OpenTelemetry, OTLP), JSON logs and Prometheus metrics for every service and worker.
+
+configure(service) at process start; service apps are wrapped by ObservedTwirp with the
+TwirpObserver hook; outgoing calls use async_client()/sync_client(); the job queue carries
+trace context (inject_into, TracingMiddleware)."""
+
+from __future__ import annotations
+
+from internal.observability.asgi import ObservedTwirp, TwirpObserver
+from internal.observability.context import tag
+from internal.observability.http import async_client, sync_client
+from internal.observability.logs import configure_logging
+from internal.observability.queue import TracingMiddleware, inject_into
+from internal.observability.tracing import configure_tracing, tracer
+
+
+def configure(service: str) -> None:
+    """Logging and tracing for this process, as `service`."""
+    configure_logging(service)
+    configure_tracing(service)
+
+
+__all__ = [
+    "ObservedTwirp",
+    "TracingMiddleware",
+    "TwirpObserver",
+    "async_client",
+    "configure",
+    "configure_tracing",
+    "inject_into",
+    "sync_client",
+    "tag",
+    "tracer",
+]

@@ -1,0 +1,97 @@
+"""Server side: ObservedTwirp wraps a service's ASGI app (a server span per request, with the
+caller's trace context and request id; request metrics), and TwirpObserver, a hook of the
+twirp runtime, tells it which RPC the request was routed to and the Twirp code it ended with.
+Requests that route nowhere are labelled "unrouted", so that labels stay bounded."""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from twirp import ctxkeys
+from twirp.hook import TwirpHook
+
+from internal.observability import context, metrics
+from internal.observability.tracing import tracer
+
+UNROUTED = "unrouted"
+
+
+@dataclass
+class _Request:
+    """What the hook learns about the request in hand."""
+
+    rpc_service: str = UNROUTED
+    method: str = UNROUTED
+    code: str = "ok"
+    routed: bool = False
+
+
+_CURRENT: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("request", default=None)
+
+
+class TwirpObserver(TwirpHook):  # type: ignore[misc]  # the runtime is untyped
+    def request_routed(self, *args: Any, ctx: Any) -> None:
+        request = _CURRENT.get()
+        if request is None:
+            return
+        request.rpc_service = ctx.get(ctxkeys.SERVICE_NAME)
+        request.method = ctx.get(ctxkeys.METHOD_NAME)
+        request.routed = True
+        context.RPC_SERVICE.set(request.rpc_service)
+        context.RPC_METHOD.set(request.method)
+        span = trace.get_current_span()
+        span.update_name(f"{request.rpc_service}/{request.method}")
+        span.set_attributes({"rpc.service": request.rpc_service, "rpc.method": request.method})
+        labels = (context.SERVICE.get(), request.rpc_service, request.method)
+        metrics.RPC_SERVER_IN_FLIGHT.labels(*labels).inc()
+
+    def error(self, *args: Any, ctx: Any, exc: Any) -> None:
+        request = _CURRENT.get()
+        if request is not None:
+            request.code = str(getattr(exc.code, "value", exc.code))
+
+    def response_sent(self, *args: Any, ctx: Any) -> None:
+        request = _CURRENT.get()
+        if request is not None and request.routed:
+            labels = (context.SERVICE.get(), request.rpc_service, request.method)
+            metrics.RPC_SERVER_IN_FLIGHT.labels(*labels).dec()
+
+
+class ObservedTwirp:
+    """ASGI middleware around a TwirpApp."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get(context.REQUEST_ID_HEADER) or context.new_request_id()
+        request = _Request()
+        token = _CURRENT.set(request)
+        started = time.perf_counter()
+        span = tracer().start_span(
+            f"{scope['method']} twirp",
+            context=propagate.extract(headers),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "twirp", "mcsv.request_id": request_id},
+        )
+        try:
+            with context.scoped(request_id=request_id), trace.use_span(span, end_on_exit=True):
+                await self.app(scope, receive, send)
+                span.set_attribute("rpc.twirp.code", request.code)
+                if request.code != "ok":
+                    span.set_status(Status(StatusCode.ERROR, request.code))
+        finally:
+            _CURRENT.reset(token)
+            labels = (context.SERVICE.get(), request.rpc_service, request.method, request.code)
+            metrics.RPC_SERVER_REQUESTS.labels(*labels).inc()
+            metrics.RPC_SERVER_DURATION.labels(*labels).observe(time.perf_counter() - started)

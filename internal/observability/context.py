@@ -1,0 +1,51 @@
+"""What a log line or a span should know about the work in hand: the service, the request,
+the RPC and the workflow's ids. Kept in context variables, so that they follow a request
+through awaits and into the thread pool."""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SERVICE = contextvars.ContextVar("service", default="mcsv")
+REQUEST_ID = contextvars.ContextVar("request_id", default="")
+RPC_SERVICE = contextvars.ContextVar("rpc_service", default="")
+RPC_METHOD = contextvars.ContextVar("rpc_method", default="")
+# Set by handlers when they know them; "" when not.
+WORKFLOW_IDS: dict[str, contextvars.ContextVar[str]] = {
+    name: contextvars.ContextVar(name, default="")
+    for name in ("user_id", "conversion_id", "job_id", "email_id")
+}
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def tag(**ids: str) -> None:
+    """Records workflow ids (user_id, conversion_id, job_id, email_id) for this request's logs
+    and spans."""
+    for name, value in ids.items():
+        WORKFLOW_IDS[name].set(value)
+
+
+def tags() -> dict[str, str]:
+    return {name: var.get() for name, var in WORKFLOW_IDS.items() if var.get()}
+
+
+@contextmanager
+def scoped(**values: str) -> Iterator[None]:
+    """Sets request_id/rpc_service/rpc_method/workflow ids for the block, restoring after."""
+    variables = {
+        "request_id": REQUEST_ID, "rpc_service": RPC_SERVICE, "rpc_method": RPC_METHOD,
+        **WORKFLOW_IDS,
+    }  # fmt: skip
+    tokens = [(variables[k], variables[k].set(v)) for k, v in values.items()]
+    try:
+        yield
+    finally:
+        for variable, token in reversed(tokens):
+            variable.reset(token)

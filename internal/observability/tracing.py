@@ -1,0 +1,49 @@
+"""OpenTelemetry tracing, configured by the standard OTEL_* variables: OTLP over HTTP/protobuf
+by default, gRPC with OTEL_EXPORTER_OTLP_PROTOCOL=grpc. With no endpoint configured, spans
+are still made (so ids reach the logs) but nothing is exported and nothing complains."""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def exporter_from_environment() -> SpanExporter | None:
+    if not any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
+        return None
+    if os.environ.get("OTEL_TRACES_EXPORTER", "otlp") == "none":
+        return None
+    protocol = os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpSpanExporter,
+    )
+
+    return HttpSpanExporter()
+
+
+def configure_tracing(service: str) -> TracerProvider:
+    """Installs the global tracer provider for this process (service.name = `service`
+    unless OTEL_SERVICE_NAME says otherwise)."""
+    name = os.environ.get("OTEL_SERVICE_NAME") or service
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    exporter = exporter_from_environment()
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("mcsv")
