@@ -6,6 +6,7 @@ Requests that route nowhere are labelled "unrouted", so that labels stay bounded
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from internal.observability import context, metrics
 from internal.observability.tracing import tracer
 
 UNROUTED = "unrouted"
+log = logging.getLogger("mcsv.twirp")  # one line per Twirp request
 
 
 @dataclass
@@ -90,6 +92,12 @@ class ObservedTwirp:
                 span.set_attribute("rpc.twirp.code", request.code)
                 if request.code != "ok":
                     span.set_status(Status(StatusCode.ERROR, request.code))
+                elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+                log.info(
+                    "%s/%s %s %.1f ms",
+                    request.rpc_service, request.method, request.code, elapsed_ms,
+                    extra={"code": request.code, "duration_ms": elapsed_ms},
+                )  # fmt: skip
         finally:
             _CURRENT.reset(token)
             labels = (context.SERVICE.get(), request.rpc_service, request.method, request.code)

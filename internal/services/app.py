@@ -89,6 +89,7 @@ def run(app: Starlette, host: str, port: int) -> None:
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # through our handler: JSON lines
     config.graceful_timeout = 10
 
     async def main() -> None:

@@ -4,7 +4,7 @@ directory, and waiting for the workflows' final callbacks at client_svc."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,9 +27,12 @@ def system_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def whole_system(data_dir: Path, workers: int = 2, **extra: str) -> Iterator[System]:
+def whole_system(
+    data_dir: Path, workers: int = 2, env: Mapping[str, str] | None = None, **extra: str
+) -> Iterator[System]:
     log = (data_dir / "system.log").open("w")
-    system = System(env=system_env(data_dir, **extra), workers=workers, output=log)
+    settings = system_env(data_dir, **{**(env or {}), **extra})
+    system = System(env=settings, workers=workers, output=log)
     try:
         with running(system):
             yield system
