@@ -67,8 +67,17 @@ lint: setup
 breaking against="main": setup
     buf breaking --against '.git#branch={{against}},subdir=proto'
 
+# Debian packages the tests use as real parts: Prometheus (and promtool). Needs root or sudo.
+setup-tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v promtool >/dev/null && command -v prometheus >/dev/null && exit 0
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus
+
 # Run the test suite (pass pytest arguments after the recipe name).
-test *args: setup-imagemagick
+test *args: setup-imagemagick setup-tools
     pytest {{args}}
 
 # What CI runs: contracts, lint and tests.

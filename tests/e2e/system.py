@@ -30,6 +30,7 @@ def system_env(data_dir: Path, **extra: str) -> dict[str, str]:
 def whole_system(
     data_dir: Path, workers: int = 2, env: Mapping[str, str] | None = None, **extra: str
 ) -> Iterator[System]:
+    data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "system.log").open("w")
     settings = system_env(data_dir, **{**(env or {}), **extra})
     system = System(env=settings, workers=workers, output=log)
