@@ -74,7 +74,7 @@ setup-tools:
     command -v promtool >/dev/null && command -v prometheus >/dev/null && exit 0
     sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 
 # Run the test suite (pass pytest arguments after the recipe name).
 test *args: setup-imagemagick setup-tools
