@@ -79,12 +79,12 @@ class EmailService:
                     rendered = mail.render(request.template, variables)
                 except mail.TemplateError as exc:
                     raise invalid_argument("variables", str(exc)) from exc
-            row, delivered_before = self._claim(key, request, rendered)
-            observability.tag(email_id=row.id)
-            if not delivered_before and row.delivered_at is None:
-                with observability.tracer().start_as_current_span(
-                    "deliver email", attributes={"mcsv.email.backend": backend}
-                ):
+            with observability.tracer().start_as_current_span(
+                "deliver email", attributes={"mcsv.email.backend": backend}
+            ):  # to the mailbox, that is storing it; over SMTP, storing then sending
+                row, delivered_before = self._claim(key, request, rendered)
+                observability.tag(email_id=row.id)
+                if not delivered_before and row.delivered_at is None:
                     await self._send(row)
             outcome = "duplicate" if delivered_before else "delivered"
         finally:
