@@ -21,6 +21,9 @@ SQLITE_PRAGMAS = {
 }
 
 
+_SCHEMA_LOCK = 4_242_001  # any constant: the advisory lock id that schema changes take
+
+
 class DatabaseURLError(ValueError):
     """DATABASE_URL names a database this system cannot use."""
 
@@ -55,6 +58,12 @@ def create_tables(database: peewee.Database, models: Iterable[type[peewee.Model]
     models = list(models)
     database.bind(models)
     with database.connection_context(), database.atomic():
+        if isinstance(database, peewee.PostgresqlDatabase):
+            # CREATE TABLE IF NOT EXISTS races between processes on PostgreSQL (both see no
+            # table, one fails on the catalogue): take turns, for the transaction's length.
+            database.execute_sql(  # type: ignore[no-untyped-call]
+                "SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,)
+            )
         database.create_tables(models, safe=True)
 
 

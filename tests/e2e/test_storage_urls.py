@@ -1,0 +1,95 @@
+"""The file storage's presigned URLs on the running system (embedded defaults): tampered and
+expired URLs are refused by user_svc's storage routes, and image_svc's fetch of an unsigned
+storage URL is refused by the storage. (S3's own servers check their signatures; the
+S3-compatible server used in tests does not, so these run on the file backend.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+from mcsv.twirp import ErrorCode, TwirpError
+from mcsv.v1 import image_pb2, user_pb2
+from mcsv.v1.image_twirp import ImageServiceClient
+from mcsv.v1.user_twirp import UserServiceClient
+
+from internal.storage import LocalStorage
+from internal.supervisor import System
+from tests.e2e.images import make_image
+from tests.e2e.system import wait_for, whole_system
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    with whole_system(tmp_path_factory.mktemp("urls"), workers=1) as running_system:
+        yield running_system
+
+
+@pytest.fixture(scope="module")
+def users(system: System) -> Iterator[UserServiceClient]:
+    with UserServiceClient(system.settings.url("user_svc")) as client:
+        yield client
+
+
+def _stored_pdf_url(system: System, users: UserServiceClient) -> tuple[str, str]:
+    owner = users.create_user(
+        user_pb2.CreateUserRequest(name="Urls", email="urls@example.com")
+    ).user
+    accepted = users.convert_image(
+        user_pb2.ConvertImageRequest(
+            user_id=owner.id, filename="u.png", image_data=make_image("png", 200, 100)
+        )
+    ).conversion
+    report = wait_for(system, "conversion", {accepted.id})[accepted.id]
+    url = report.request.conversion_finished.pdf_url
+    return url, urlsplit(url).path.removeprefix("/storage/")
+
+
+def _with_query(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()} | changes
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def test_tampered_and_expired_urls_are_refused(system: System, users: UserServiceClient) -> None:
+    url, key = _stored_pdf_url(system, users)
+    assert httpx.get(url).status_code == 200
+    signature = parse_qs(urlsplit(url).query)["sig"][0]
+    tampered = [
+        _with_query(url, sig=("0" if signature[0] != "0" else "1") + signature[1:]),
+        _with_query(url, expires=str(int(parse_qs(urlsplit(url).query)["expires"][0]) + 3600)),
+        _with_query(url, method="PUT"),
+        url.replace(key, key.replace(".pdf", "x.pdf")),
+    ]
+    for bad in tampered:
+        assert httpx.get(bad).status_code == 403, bad
+    settings = system.settings
+    storage = LocalStorage(
+        settings.data_dir / "storage",
+        public_url=settings.storage_public_url,
+        secret=settings.storage_secret,
+    )
+    expired = storage.presign_get(key, timedelta(seconds=-1))
+    answer = httpx.get(expired)
+    assert answer.status_code == 403 and "expired" in answer.text
+
+
+def test_an_unsigned_url_on_the_storage_origin_is_refused_by_the_storage(system: System) -> None:
+    origin = system.settings.storage_public_url
+    with (
+        ImageServiceClient(system.settings.url("image_svc")) as images,
+        pytest.raises(TwirpError) as refused,
+    ):
+        images.convert_to_pdf(
+            image_pb2.ConvertToPdfRequest(
+                source_url=f"{origin}/storage/uploads/anything.png",
+                pdf_upload_url=f"{origin}/storage/pdfs/x.pdf",
+            )
+        )
+    assert refused.value.code is ErrorCode.PERMISSION_DENIED
+    assert "403" in refused.value.msg
