@@ -6,7 +6,6 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import prometheus_client
 from starlette.applications import Starlette
@@ -76,10 +75,9 @@ def work(threads: int = 4) -> None:
 
     observability.configure("job_worker")
     settings = config.load()
-    options: dict[str, Any] = {}
-    if settings.broker_url.startswith("sqlite"):
-        options["visibility_timeout"] = settings.job_visibility_timeout_seconds
-    broker = open_broker(settings.broker_url, **options)
+    broker = open_broker(
+        settings.broker_url, visibility_timeout=settings.job_visibility_timeout_seconds
+    )
     broker.add_middleware(observability.TracingMiddleware())
     host, port = settings.bind("job_worker")
     prometheus_client.start_http_server(port, addr=host)

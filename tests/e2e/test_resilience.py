@@ -14,6 +14,7 @@ from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
+from tests.e2e.backends import BACKENDS, backend_env
 from tests.e2e.images import make_image
 from tests.e2e.system import succeeded, wait_for, whole_system
 
@@ -47,8 +48,14 @@ def wait_until_executing(jobs: JobServiceClient, queue: str, timeout: float = 30
     raise AssertionError(f"no {queue} job started within {timeout}s")
 
 
-def test_a_worker_killed_mid_job_loses_nothing(tmp_path: Path) -> None:
-    with whole_system(tmp_path, workers=1, JOB_VISIBILITY_TIMEOUT_SECONDS="3") as system:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_worker_killed_mid_job_loses_nothing(
+    tmp_path: Path, s3_endpoint: str, backend: str
+) -> None:
+    with (
+        backend_env(backend, s3_endpoint) as env,
+        whole_system(tmp_path, workers=1, env=env, JOB_VISIBILITY_TIMEOUT_SECONDS="3") as system,
+    ):
         settings = system.settings
         with (
             UserServiceClient(settings.url("user_svc")) as users,
@@ -114,8 +121,14 @@ def test_a_worker_killed_mid_job_loses_nothing(tmp_path: Path) -> None:
         assert per_template.count(common_pb2.EMAIL_TEMPLATE_WELCOME) == 1
 
 
-def test_jobs_retry_while_email_svc_is_down_and_complete_once_it_is_back(tmp_path: Path) -> None:
-    with whole_system(tmp_path, workers=2) as system:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_jobs_retry_while_email_svc_is_down_and_complete_once_it_is_back(
+    tmp_path: Path, s3_endpoint: str, backend: str
+) -> None:
+    with (
+        backend_env(backend, s3_endpoint) as env,
+        whole_system(tmp_path, workers=2, env=env) as system,
+    ):
         settings = system.settings
         system.kill("email_svc", signal.SIGTERM)
         with (
