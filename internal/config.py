@@ -27,8 +27,11 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    # Where each service answers (its own is also where it binds).
-    service_urls: Mapping[str, str]
+    # Where each service answers: one URL per replica (comma-separated in *_SVC_URL).
+    # Callers spread their calls over them; a process binds to SERVICE_BIND, or the first.
+    replica_urls: Mapping[str, tuple[str, ...]]
+    # host:port this process binds to, overriding its URL (set by the supervisor per replica).
+    service_bind: str
     # None: each service keeps its tables in <data_dir>/<service>.db.
     database_url: str | None
     broker_url: str
@@ -50,14 +53,20 @@ class Settings:
     worker_metrics_url: str
 
     def url(self, service: str) -> str:
-        return self.service_urls[service]
+        """The service's (first replica's) base URL."""
+        return self.replica_urls[service][0]
+
+    def urls(self, service: str) -> tuple[str, ...]:
+        return self.replica_urls[service]
 
     def bind(self, service: str) -> tuple[str, int]:
         """The host and port a service (or "job_worker", for its metrics) listens on."""
         if service == "job_worker":
             url, variable = self.worker_metrics_url, "WORKER_METRICS_URL"
+        elif self.service_bind:
+            url, variable = f"http://{self.service_bind}", "SERVICE_BIND"
         else:
-            url, variable = self.service_urls[service], _url_variable(service)
+            url, variable = self.url(service), _url_variable(service)
         parts = urlsplit(url)
         if parts.hostname is None or parts.port is None:
             raise ConfigError(f"{variable} must include a host and a port")
@@ -71,19 +80,19 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     data_dir = Path(_str(env, "MCSV_DATA_DIR", "var")).resolve()
     urls = {
-        service: _str(env, _url_variable(service), f"http://127.0.0.1:{DEFAULT_PORTS[service]}")
+        service: _url_list(
+            env, _url_variable(service), f"http://127.0.0.1:{DEFAULT_PORTS[service]}"
+        )
         for service in SERVICES
     }
-    for service, url in urls.items():
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError(f"{_url_variable(service)}={url!r} is not an http(s) URL")
     return Settings(
         data_dir=data_dir,
-        service_urls=urls,
+        replica_urls=urls,
+        service_bind=_str(env, "SERVICE_BIND", ""),
         database_url=_str(env, "DATABASE_URL", "") or None,
         broker_url=_str(env, "BROKER_URL", f"sqlite:///{data_dir / 'broker.db'}"),
         storage_url=_str(env, "STORAGE_URL", f"file://{data_dir / 'storage'}"),
-        storage_public_url=_str(env, "STORAGE_PUBLIC_URL", urls["user_svc"]),
+        storage_public_url=_str(env, "STORAGE_PUBLIC_URL", urls["user_svc"][0]),
         storage_secret=_str(env, "STORAGE_SECRET", "") or _persistent_secret(data_dir),
         mail_url=_str(env, "MAIL_URL", "mailbox:"),
         mail_from=_str(env, "MAIL_FROM", "mcsv <no-reply@mcsv.local>"),
@@ -107,6 +116,15 @@ def _url_variable(service: str) -> str:
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     """A variable's value; unset and empty both mean the default."""
     return env.get(name) or default
+
+
+def _url_list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    """One or more comma-separated http(s) base URLs."""
+    urls = tuple(u.strip().rstrip("/") for u in _str(env, name, default).split(",") if u.strip())
+    for url in urls or ("",):
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"{name}={url!r} is not an http(s) URL")
+    return urls
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -69,8 +70,13 @@ class System:
         return config.load({**os.environ, **self.env})
 
     def start(self, ready_timeout: float = 60) -> None:
+        """One process per replica URL of each service (see *_SVC_URL), then the workers."""
+        settings = self.settings
         for service in config.SERVICES:
-            self.start_child(service, [sys.executable, str(ROOT / "cmd" / f"{service}.py")])
+            for replica, url in enumerate(settings.urls(service), start=1):
+                name = service if replica == 1 else f"{service}-{replica}"
+                argv = [sys.executable, str(ROOT / "cmd" / f"{service}.py")]
+                self.start_child(name, argv, {"SERVICE_BIND": urlsplit(url).netloc})
         for index in range(1, self.workers + 1):
             self.start_worker(index)
         self.wait_ready(ready_timeout)
@@ -118,17 +124,17 @@ class System:
     def wait_ready(self, timeout: float) -> None:
         """Waits until every service answers 200 on /ready; fails early if a process exits."""
         deadline = time.monotonic() + timeout
-        pending = set(config.SERVICES)
         settings = self.settings
+        pending = {url for service in config.SERVICES for url in settings.urls(service)}
         while pending:
             self.check_alive()
-            for service in sorted(pending):
+            for url in sorted(pending):
                 try:
-                    answer = httpx.get(settings.url(service) + "/ready", timeout=2)
+                    answer = httpx.get(url + "/ready", timeout=2)
                 except httpx.TransportError:
                     continue
                 if answer.status_code == 200:
-                    pending.discard(service)
+                    pending.discard(url)
             if pending and time.monotonic() > deadline:
                 raise SupervisorError(
                     f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 
 import httpx
 from opentelemetry import propagate, trace
@@ -13,6 +14,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from internal.observability import context, metrics
 from internal.observability.tracing import tracer
+from internal.rpc.balance import BalancedSyncTransport, BalancedTransport, Replicas
 
 
 def _route(request: httpx.Request) -> tuple[str, str] | None:
@@ -74,8 +76,8 @@ class _Call:
 
 
 class TracingTransport(httpx.AsyncBaseTransport):
-    def __init__(self) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self._inner = inner or httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = _Call(request)
@@ -94,8 +96,8 @@ class TracingTransport(httpx.AsyncBaseTransport):
 
 
 class TracingSyncTransport(httpx.BaseTransport):
-    def __init__(self) -> None:
-        self._inner = httpx.HTTPTransport()
+    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
+        self._inner = inner or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = _Call(request)
@@ -113,9 +115,17 @@ class TracingSyncTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-def async_client(timeout: float | None = None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=TracingTransport(), timeout=timeout, follow_redirects=False)
+def async_client(timeout: float | None = None, replicas: Sequence[str] = ()) -> httpx.AsyncClient:
+    """A traced client; with `replicas` (a service's base URLs), its calls are spread over
+    them, whatever base URL the generated client was given."""
+    inner = BalancedTransport(Replicas(replicas)) if replicas else None
+    return httpx.AsyncClient(
+        transport=TracingTransport(inner), timeout=timeout, follow_redirects=False
+    )
 
 
-def sync_client(timeout: float | None = None) -> httpx.Client:
-    return httpx.Client(transport=TracingSyncTransport(), timeout=timeout, follow_redirects=False)
+def sync_client(timeout: float | None = None, replicas: Sequence[str] = ()) -> httpx.Client:
+    inner = BalancedSyncTransport(Replicas(replicas)) if replicas else None
+    return httpx.Client(
+        transport=TracingSyncTransport(inner), timeout=timeout, follow_redirects=False
+    )

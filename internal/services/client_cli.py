@@ -93,7 +93,9 @@ class Driver:
     def __init__(self, settings: config.Settings, concurrency: int) -> None:
         self.settings = settings
         self.users = AsyncUserServiceClient(
-            settings.url("user_svc"), timeout=60, http_client=observability.async_client()
+            settings.url("user_svc"),
+            timeout=60,
+            http_client=observability.async_client(replicas=settings.urls("user_svc")),
         )
         self.limit = asyncio.Semaphore(concurrency)
         self.notifications = client_svc.open_notifications(settings)

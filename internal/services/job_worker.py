@@ -51,15 +51,20 @@ class Peers:
     @classmethod
     def from_settings(cls, settings: config.Settings) -> Peers:
         timeout = settings.rpc_timeout_seconds
-        http = observability.sync_client()
+
+        def spread(service: str) -> dict[str, Any]:
+            """A peer's base URL and an HTTP client spreading calls over its replicas."""
+            return {
+                "base_url": settings.url(service),
+                "http_client": observability.sync_client(replicas=settings.urls(service)),
+            }
+
         return cls(
-            users=UserServiceClient(settings.url("user_svc"), timeout=timeout, http_client=http),
-            emails=EmailServiceClient(settings.url("email_svc"), timeout=timeout, http_client=http),
+            users=UserServiceClient(timeout=timeout, **spread("user_svc")),
+            emails=EmailServiceClient(timeout=timeout, **spread("email_svc")),
             # A conversion takes as long as ImageMagick may take, and then some.
             images=ImageServiceClient(
-                settings.url("image_svc"),
-                timeout=timeout + settings.imagemagick_timeout_seconds,
-                http_client=http,
+                timeout=timeout + settings.imagemagick_timeout_seconds, **spread("image_svc")
             ),
         )
 

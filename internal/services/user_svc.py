@@ -287,10 +287,14 @@ def create_app(settings: config.Settings) -> Starlette:
     )
     timeout = settings.rpc_timeout_seconds
     jobs = AsyncJobServiceClient(
-        settings.url("job_svc"), timeout=timeout, http_client=observability.async_client()
+        settings.url("job_svc"),
+        timeout=timeout,
+        http_client=observability.async_client(replicas=settings.urls("job_svc")),
     )
     client = AsyncClientServiceClient(
-        settings.url("client_svc"), timeout=timeout, http_client=observability.async_client()
+        settings.url("client_svc"),
+        timeout=timeout,
+        http_client=observability.async_client(replicas=settings.urls("client_svc")),
     )
     service = UserService(database, store, jobs, client, settings)
 
