@@ -40,6 +40,11 @@ up *args: setup-imagemagick
 client *args: setup
     python cmd/client_svc.py {{args}}
 
+# Load-mode figures on each backend combination, side by side (needs the machine's
+# PostgreSQL, RabbitMQ and Redis): just bench [--users N --images M --workers W].
+bench *args: setup-imagemagick
+    python -m tests.bench.backends {{args}}
+
 # Regenerate gen/ from proto/ (protobuf modules, .pyi stubs, Twirp clients/servers, OpenAPI).
 gen: setup
     rm -rf gen/mcsv

@@ -3,12 +3,13 @@ PostgreSQL with pooled connections for scale-out), and schema creation that runs
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import peewee
+from playhouse.migrate import SchemaMigrator
 from playhouse.pool import PooledPostgresqlDatabase
 
 # SQLite is shared by several processes (service replicas, workers): WAL lets readers and one
@@ -52,19 +53,60 @@ def open_database(url: str) -> peewee.Database:
     )
 
 
-def create_tables(database: peewee.Database, models: Iterable[type[peewee.Model]]) -> None:
-    """Creates the tables and indexes that do not exist yet (safe to run on every start,
-    from several processes at once)."""
+# A schema change after a table first shipped: it gets a migrator for the database in hand
+# (playhouse.migrate works on SQLite and PostgreSQL alike).
+Migration = Callable[[SchemaMigrator], None]
+
+
+class SchemaVersion(peewee.Model):
+    """Which migrations each service has applied to this database."""
+
+    service = peewee.TextField(primary_key=True)
+    version = peewee.IntegerField()
+
+    class Meta:
+        table_name = "schema_versions"
+
+
+def create_tables(
+    database: peewee.Database,
+    models: Iterable[type[peewee.Model]],
+    *,
+    service: str = "",
+    migrations: Sequence[Migration] = (),
+) -> None:
+    """Brings a service's schema up to date, safely on every start and from several processes
+    at once: creates the tables that do not exist yet (in their current shape), then applies
+    the migrations this database has not had, in order, recording the version reached.
+    A new database starts at the latest version: its tables are created as they are now."""
     models = list(models)
-    database.bind(models)
-    with database.connection_context(), database.atomic():
+    database.bind([*models, SchemaVersion])
+    with database.connection_context(), write_transaction(database):
         if isinstance(database, peewee.PostgresqlDatabase):
             # CREATE TABLE IF NOT EXISTS races between processes on PostgreSQL (both see no
             # table, one fails on the catalogue): take turns, for the transaction's length.
             database.execute_sql(  # type: ignore[no-untyped-call]
                 "SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,)
             )
-        database.create_tables(models, safe=True)
+        existing = set(database.get_tables())
+        fresh = not any(model._meta.table_name in existing for model in models)
+        database.create_tables([*models, SchemaVersion], safe=True)
+        if not service:
+            return
+        recorded = SchemaVersion.get_or_none(SchemaVersion.service == service)
+        if fresh:
+            current = len(migrations)  # created as they are now
+        elif recorded is None:
+            current = 0  # tables from before any migration was recorded
+        else:
+            current = recorded.version
+        migrator = SchemaMigrator.from_database(database)  # type: ignore[no-untyped-call]
+        for step in migrations[current:]:
+            step(migrator)
+        SchemaVersion.insert(service=service, version=len(migrations)).on_conflict(
+            conflict_target=[SchemaVersion.service],
+            update={SchemaVersion.version: len(migrations)},
+        ).execute()
 
 
 def write_transaction(database: peewee.Database) -> Any:

@@ -74,7 +74,7 @@ class ClientService:
 
 def open_notifications(settings: config.Settings) -> peewee.Database:
     database = open_database(settings.database_url_for(NAME))
-    create_tables(database, [Notification])
+    create_tables(database, [Notification], service=NAME)
     return database
 
 

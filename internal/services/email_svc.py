@@ -241,7 +241,7 @@ def transport_from_settings(settings: config.Settings) -> mail.SmtpTransport | N
 
 def create_app(settings: config.Settings) -> Starlette:
     database = open_database(settings.database_url_for(NAME))
-    create_tables(database, [EmailRow])
+    create_tables(database, [EmailRow], service=NAME)
     service = EmailService(database, transport_from_settings(settings), settings.mail_from)
 
     async def database_ready() -> str | None:

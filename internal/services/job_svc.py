@@ -373,7 +373,7 @@ class JobService:
 
 def open_jobs(settings: config.Settings) -> JobStore:
     database = open_database(settings.database_url_for(NAME))
-    create_tables(database, MODELS)
+    create_tables(database, MODELS, service=NAME)
     return JobStore(database, max_attempts=settings.job_max_retries + 1)
 
 

@@ -281,7 +281,7 @@ class UserService:
 
 def create_app(settings: config.Settings) -> Starlette:
     database = open_database(settings.database_url_for(NAME))
-    create_tables(database, MODELS)
+    create_tables(database, MODELS, service=NAME)
     store = storage.open_storage(
         settings.storage_url, public_url=settings.storage_public_url, secret=settings.storage_secret
     )

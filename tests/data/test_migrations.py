@@ -1,0 +1,70 @@
+"""Schema creation and migrations on both databases: SQLite and the machine's PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import peewee
+import pytest
+from playhouse.migrate import SchemaMigrator
+
+from internal.data import SchemaVersion, create_tables, open_database
+from tests.e2e.backends import postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/schema.db"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+class Widget(peewee.Model):
+    name = peewee.TextField()
+
+
+class WidgetV2(peewee.Model):
+    name = peewee.TextField()
+    colour = peewee.TextField(default="grey")
+
+    class Meta:
+        table_name = "widget"
+
+
+def add_colour(migrator: SchemaMigrator) -> None:
+    migrator.add_column("widget", "colour", peewee.TextField(default="grey")).run()
+
+
+def columns(database: peewee.Database) -> set[str]:
+    with database.connection_context():
+        return {column.name for column in database.get_columns("widget")}
+
+
+def version(database: peewee.Database) -> int:
+    with database.connection_context():
+        return int(SchemaVersion.get_by_id("widgets").version)
+
+
+def test_a_new_database_gets_the_tables_as_they_are_now(database_url: str) -> None:
+    database = open_database(database_url)
+    create_tables(database, [WidgetV2], service="widgets", migrations=[add_colour])
+    assert columns(database) == {"id", "name", "colour"}
+    assert version(database) == 1
+
+
+def test_an_older_database_is_migrated_once(database_url: str) -> None:
+    database = open_database(database_url)
+    create_tables(database, [Widget], service="widgets")  # version 0: no colour yet
+    with database.connection_context():
+        Widget.create(name="old")
+    assert columns(database) == {"id", "name"}
+
+    for _ in range(2):  # the second start finds nothing to do
+        create_tables(database, [WidgetV2], service="widgets", migrations=[add_colour])
+    assert columns(database) == {"id", "name", "colour"}
+    assert version(database) == 1
+    with database.connection_context():
+        assert [(w.name, w.colour) for w in WidgetV2.select()] == [("old", "grey")]
