@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import peewee
@@ -23,6 +23,9 @@ SQLITE_PRAGMAS = {
 
 
 _SCHEMA_LOCK = 4_242_001  # any constant: the advisory lock id that schema changes take
+
+
+M = TypeVar("M", bound=peewee.Model)
 
 
 class DatabaseURLError(ValueError):
@@ -90,7 +93,12 @@ def create_tables(
             )
         existing = set(database.get_tables())
         fresh = not any(model._meta.table_name in existing for model in models)
-        database.create_tables([*models, SchemaVersion], safe=True)
+        # Only what is missing: on PostgreSQL even CREATE INDEX IF NOT EXISTS locks the
+        # table, and a process joining a running system would deadlock with its writers.
+        everything: list[type[peewee.Model]] = [*models, SchemaVersion]
+        missing = [m for m in everything if m._meta.table_name not in existing]
+        if missing:
+            database.create_tables(missing, safe=True)
         if not service:
             return
         recorded = SchemaVersion.get_or_none(SchemaVersion.service == service)
@@ -116,3 +124,23 @@ def write_transaction(database: peewee.Database) -> Any:
     if isinstance(database, peewee.SqliteDatabase):
         return database.atomic("IMMEDIATE")
     return database.atomic()
+
+
+def locked(query: Any) -> Any:
+    """The query with its rows locked until the transaction ends (SELECT ... FOR UPDATE), on
+    databases with row locks (PostgreSQL). SQLite's write transactions are exclusive already."""
+    return query.for_update() if query.model._meta.database.for_update else query
+
+
+def insert_once(model: type[M], unique: Any, **values: Any) -> tuple[M, bool]:
+    """Creates a row unless one with the same unique value exists; returns (row, created).
+    Two processes racing on the same value both end with the one row: the loser's insert
+    fails inside a savepoint and it reads the winner's. Call inside a write transaction."""
+    existing = model.get_or_none(unique == values[unique.name])
+    if existing is not None:
+        return existing, False
+    try:
+        with model._meta.database.atomic():  # a savepoint: a failed insert spoils nothing else
+            return model.create(**values), True
+    except peewee.IntegrityError:
+        return model.get(unique == values[unique.name]), False

@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from internal import config, mail, observability
-from internal.data import create_tables, open_database, write_transaction
+from internal.data import create_tables, insert_once, open_database, write_transaction
 from internal.observability import metrics
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require, require_email
@@ -100,10 +100,9 @@ class EmailService:
     ) -> tuple[EmailRow, bool]:
         """The row for this key, created if new; True when it was delivered before."""
         with self.database.connection_context(), write_transaction(self.database):
-            existing = EmailRow.get_or_none(EmailRow.idempotency_key == key)
-            if existing is not None:
-                return existing, existing.delivered_at is not None
-            row = EmailRow.create(
+            row, created = insert_once(
+                EmailRow,
+                EmailRow.idempotency_key,
                 id=uuid.uuid4().hex,
                 idempotency_key=key,
                 user_id=request.user_id,
@@ -115,7 +114,7 @@ class EmailService:
                 backend=MAILBOX if self.transport is None else SMTP,
                 delivered_at=time.time() if self.transport is None else None,
             )
-        return row, False
+        return row, not created and row.delivered_at is not None
 
     async def _send(self, row: EmailRow) -> None:
         """Hands an email to the SMTP server, then marks it delivered. A crash in between

@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 
 from internal import config, observability
-from internal.data import create_tables, open_database, write_transaction
+from internal.data import create_tables, insert_once, locked, open_database, write_transaction
 from internal.observability import metrics
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require
@@ -104,10 +104,9 @@ class JobStore:
         """The job for this key: created (True) or the one enqueued before (False)."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            existing = JobRow.get_or_none(JobRow.idempotency_key == idempotency_key)
-            if existing is not None:
-                return existing, False
-            job = JobRow.create(
+            job, created = insert_once(
+                JobRow,
+                JobRow.idempotency_key,
                 id=uuid.uuid4().hex,
                 idempotency_key=idempotency_key,
                 queue=kind.queue,
@@ -118,15 +117,16 @@ class JobStore:
                 inserted_at=now,
                 scheduled_at=now,
             )
-            self._event(job, E.JOB_EVENT_TYPE_ENQUEUED, now)
-        return job, True
+            if created:
+                self._event(job, E.JOB_EVENT_TYPE_ENQUEUED, now)
+        return job, created
 
     def start(self, job_id: str, worker: str) -> JobRow | None:
         """Marks a delivery of the job as a new attempt; None when it must not run (finished
         or cancelled, e.g. a message delivered again after the job completed)."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            job = JobRow.get_or_none(JobRow.id == job_id)
+            job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
             if job is None or job.state in FINAL_STATES:
                 return None
             job.state, job.attempt, job.attempted_at, job.worker = (
@@ -144,7 +144,7 @@ class JobStore:
         discarded for good."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            fresh = JobRow.get_by_id(job.id)
+            fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
             errors = json.loads(fresh.errors)
             errors.append({"attempt": fresh.attempt, "message": error, "failed_at": now})
             fresh.errors = json.dumps(errors)
@@ -233,7 +233,7 @@ class JobStore:
         return [by_queue[name] for name in sorted(by_queue)]
 
     def _get(self, job_id: str) -> JobRow:
-        job = JobRow.get_or_none(JobRow.id == job_id)
+        job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
         if job is None:
             raise not_found("job", job_id)
         return job
@@ -241,7 +241,7 @@ class JobStore:
     def _finish(self, job: JobRow, state: int, event: int) -> None:
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            fresh = JobRow.get_by_id(job.id)
+            fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
             if fresh.state != S.JOB_STATE_CANCELLED:
                 fresh.state, fresh.finished_at = state, now
                 fresh.save()

@@ -20,7 +20,7 @@ from mcsv.v1.user_twirp_server import UserServiceServer
 from starlette.applications import Starlette
 
 from internal import config, observability, storage
-from internal.data import create_tables, open_database, write_transaction
+from internal.data import create_tables, insert_once, open_database, write_transaction
 from internal.services.app import service_app
 from internal.services.errors import invalid_argument, not_found, require, require_email
 from internal.services.times import now, timestamp
@@ -128,16 +128,15 @@ class UserService:
         """A new user; the same one again for a repeated request (same name and email), so
         that a client retrying after a lost answer neither fails nor gets two emails."""
         with self.database.connection_context(), write_transaction(self.database):
-            existing = UserRow.get_or_none(UserRow.email == email)
-            if existing is None:
-                return UserRow.create(
-                    id=uuid.uuid4().hex, name=name, email=email, created_at=time.time()
-                )
-        if existing.name != name:
+            user, created = insert_once(
+                UserRow, UserRow.email, id=uuid.uuid4().hex, name=name, email=email,
+                created_at=time.time(),
+            )  # fmt: skip
+        if not created and user.name != name:
             raise TwirpError(
                 ErrorCode.ALREADY_EXISTS, f"a user with email {email} exists", {"argument": "email"}
             )
-        return existing
+        return user
 
     def get_user(self, ctx: Context, request: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:
         return user_pb2.GetUserResponse(user=user_message(self._user(require(request.id, "id"))))

@@ -68,3 +68,29 @@ def test_an_older_database_is_migrated_once(database_url: str) -> None:
     assert version(database) == 1
     with database.connection_context():
         assert [(w.name, w.colour) for w in WidgetV2.select()] == [("old", "grey")]
+
+
+class Keyed(peewee.Model):
+    key = peewee.TextField(unique=True)
+    writer = peewee.IntegerField()
+
+
+def test_insert_once_leaves_one_row_when_writers_race(database_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from internal.data import insert_once, write_transaction
+
+    database = open_database(database_url)
+    create_tables(database, [Keyed])
+
+    def write(writer: int) -> tuple[int, bool]:
+        with database.connection_context(), write_transaction(database):
+            row, created = insert_once(Keyed, Keyed.key, key="same", writer=writer)
+            return row.writer, created
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(write, range(16)))
+    assert sum(created for _, created in results) == 1
+    assert len({writer for writer, _ in results}) == 1  # everyone sees the winner's row
+    with database.connection_context():
+        assert Keyed.select().count() == 1
