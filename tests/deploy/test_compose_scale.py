@@ -81,3 +81,13 @@ def test_settings_are_ones_the_services_read_and_every_dependency_exists(tmp_pat
     )
     assert len(settings.urls("image_svc")) == 2
     assert settings.bind("image_svc") == ("0.0.0.0", 8084)
+
+
+def test_prometheus_scrapes_the_second_image_replica() -> None:
+    stack = scale_stack()["services"]
+    mounts = stack["prometheus"]["volumes"]
+    extra = next(m for m in mounts if m.endswith("/etc/prometheus/targets-extra:ro"))
+    directory = files.COMPOSE_DIR / extra.split(":")[0]
+    groups = [g for f in directory.glob("*.json") for g in files.read_json(f)]
+    assert ["image_svc_2:8084"] in [g["targets"] for g in groups]
+    assert "image_svc_2" in stack

@@ -112,6 +112,6 @@ def test_file_targets_are_read_relative_to_the_config() -> None:
     scrape = files.read_yaml(files.PROMETHEUS_CONFIG)["scrape_configs"]
     services = next(job for job in scrape if job["job_name"] == "mcsv")
     (discovery,) = services["file_sd_configs"]
-    assert discovery["files"] == ["targets/*.json"]
+    assert discovery["files"] == ["targets/*.json", "targets-extra/*.json"]
     # Our metrics' own service label must win over the target's, not become exported_service.
     assert services["honor_labels"] is True
