@@ -16,8 +16,12 @@ parser.add_argument("--workers", type=int, default=2, help="job worker processes
 parser.add_argument("--demo", action="store_true", help="run both workflows once ready")
 args = parser.parse_args()
 
+env = read_env_file(ROOT / ".env")
+if sys.stdout.isatty() and "MCSV_LOG_FORMAT" not in {**os.environ, **env}:
+    # The children write to our pipe, not the terminal: ask them for the readable format.
+    env["MCSV_LOG_FORMAT"] = "text"
 system = System(
-    env=read_env_file(ROOT / ".env"),
+    env=env,
     workers=args.workers,
     output=sys.stdout,
     colour=sys.stdout.isatty(),

@@ -9,7 +9,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SERVICE = contextvars.ContextVar("service", default="mcsv")
+
+class _ProcessWide:
+    """A value for the whole process and all its threads. (A ContextVar would not do for the
+    service name: a new thread, such as a Dramatiq worker thread, starts without it.)"""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def set(self, value: str) -> None:
+        self._value = value
+
+
+SERVICE = _ProcessWide("mcsv")
 REQUEST_ID = contextvars.ContextVar("request_id", default="")
 RPC_SERVICE = contextvars.ContextVar("rpc_service", default="")
 RPC_METHOD = contextvars.ContextVar("rpc_method", default="")

@@ -134,17 +134,20 @@ def test_traces_go_over_grpc_when_asked(tmp_path: Path) -> None:
 def test_without_an_endpoint_nothing_is_exported_and_nothing_complains(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     script = (
-        "import logging\n"
+        "import logging, threading\n"
         "from internal.observability import configure, tracer\n"
         "configure('quiet')\n"
         "with tracer().start_as_current_span('local only'):\n"
         "    logging.getLogger('probe').info('inside a span')\n"
+        "thread = threading.Thread(target=logging.getLogger('probe').info, args=('a thread',))\n"
+        "thread.start(); thread.join()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env={**env, "MCSV_LOG_FORMAT": "json"},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0 and done.stderr == ""
-    record = json.loads(done.stdout)
+    record, from_thread = (json.loads(line) for line in done.stdout.splitlines())
     assert record["message"] == "inside a span" and record["service"] == "quiet"
     assert len(record["trace_id"]) == 32  # ids still reach the logs
+    assert from_thread["service"] == "quiet"  # worker threads are the same service
