@@ -37,6 +37,8 @@ def wait_for_traces(spans: Spans, roots: int, timeout: float = 60) -> dict[str, 
             if any(s.name.startswith("workflow") for s in t)
             and {s.service for s in t} >= (CONVERSION if _is_conversion(t) else WELCOME)
             and any(s.name == "mcsv.v1.ClientService/ReceiveNotification" for s in t)
+            # Parents end after their children, so they may be exported a batch later.
+            and {s.parent_id for s in t if s.parent_id} <= {s.span_id for s in t}
         ]  # fmt: skip
         if len(complete) >= roots or time.monotonic() > deadline:
             return {t[0].trace_id: t for t in complete}
