@@ -60,17 +60,14 @@ class Settings:
         return self.replica_urls[service]
 
     def bind(self, service: str) -> tuple[str, int]:
-        """The host and port a service (or "job_worker", for its metrics) listens on."""
-        if service == "job_worker":
-            url, variable = self.worker_metrics_url, "WORKER_METRICS_URL"
-        elif self.service_bind:
-            url, variable = f"http://{self.service_bind}", "SERVICE_BIND"
-        else:
-            url, variable = self.url(service), _url_variable(service)
-        parts = urlsplit(url)
-        if parts.hostname is None or parts.port is None:
-            raise ConfigError(f"{variable} must include a host and a port")
-        return parts.hostname, parts.port
+        """The host and port a service process listens on."""
+        if self.service_bind:
+            return _host_and_port(f"http://{self.service_bind}", "SERVICE_BIND")
+        return _host_and_port(self.url(service), _url_variable(service))
+
+    def worker_metrics_bind(self) -> tuple[str, int]:
+        """The host and port a job worker serves its /metrics on."""
+        return _host_and_port(self.worker_metrics_url, "WORKER_METRICS_URL")
 
     def database_url_for(self, service: str) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / service}.db"
@@ -107,6 +104,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         imagemagick_timeout_seconds=_float(env, "IMAGEMAGICK_TIMEOUT_SECONDS", 60.0),
         worker_metrics_url=_str(env, "WORKER_METRICS_URL", "http://127.0.0.1:9100"),
     )
+
+
+def _host_and_port(url: str, variable: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        raise ConfigError(f"{variable} must include a host and a port")
+    return parts.hostname, parts.port
 
 
 def _url_variable(service: str) -> str:

@@ -85,7 +85,7 @@ class System:
         name = f"worker-{index}"
         argv = [sys.executable, str(ROOT / "cmd" / "job_worker.py"),
                 "--threads", str(self.worker_threads)]  # fmt: skip
-        host, port = self.settings.bind("job_worker")
+        host, port = self.settings.worker_metrics_bind()
         self.start_child(name, argv, {"WORKER_METRICS_URL": f"http://{host}:{port + index - 1}"})
         return name
 
@@ -154,10 +154,6 @@ class System:
         if child.process and child.process.poll() is None:
             os.killpg(child.process.pid, sig)
             child.process.wait(timeout=30)
-
-    def restart(self, name: str) -> None:
-        self.kill(name, signal.SIGTERM)
-        self.start_child(name, self.children[name].argv, self.children[name].env)
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM to every child, then SIGKILL to those still running after `timeout`."""

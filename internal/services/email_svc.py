@@ -22,7 +22,7 @@ from internal import config, mail, observability
 from internal.data import create_tables, insert_once, open_database, write_transaction
 from internal.observability import metrics
 from internal.services.app import service_app
-from internal.services.errors import invalid_argument, not_found, require, require_email
+from internal.services.errors import found, invalid_argument, require, require_email
 from internal.services.paging import next_page_token, page_offset, page_size
 from internal.services.times import timestamp
 
@@ -170,10 +170,7 @@ class EmailService:
 
     def get(self, email_id: str) -> EmailRow:
         with self.database.connection_context():
-            row = EmailRow.get_or_none(EmailRow.id == email_id)
-        if row is None:
-            raise not_found("email", email_id)
-        return row
+            return found(EmailRow.get_or_none(EmailRow.id == email_id), "email", email_id)
 
 
 def email_message(row: EmailRow) -> email_pb2.Email:

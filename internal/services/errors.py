@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from mcsv.twirp import ErrorCode, TwirpError
+
+R = TypeVar("R")
 
 
 def invalid_argument(argument: str, problem: str) -> TwirpError:
@@ -14,6 +17,13 @@ def invalid_argument(argument: str, problem: str) -> TwirpError:
 
 def not_found(kind: str, identifier: str) -> TwirpError:
     return TwirpError(ErrorCode.NOT_FOUND, f"no {kind} with id {identifier!r}", {"id": identifier})
+
+
+def found(row: R | None, kind: str, identifier: str) -> R:
+    """The row looked up, or not_found when there is none."""
+    if row is None:
+        raise not_found(kind, identifier)
+    return row
 
 
 def require(value: str, argument: str, *, max_length: int = 1000) -> str:

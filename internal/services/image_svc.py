@@ -48,10 +48,8 @@ class ImageService:
         self, ctx: Context, request: image_pb2.ConvertToPdfRequest
     ) -> image_pb2.ConvertToPdfResponse:
         observability.tag(conversion_id=request.conversion_id)
-        quality = common_pb2.PdfQuality.Name(
-            request.options.quality or common_pb2.PDF_QUALITY_MEDIUM
-        )
-        quality = quality.removeprefix("PDF_QUALITY_").lower()
+        preset = request.options.quality or common_pb2.PDF_QUALITY_MEDIUM
+        quality = common_pb2.PdfQuality.Name(preset).removeprefix("PDF_QUALITY_").lower()
         started = time.monotonic()
         outcome = "failed"
         try:
@@ -82,7 +80,7 @@ class ImageService:
                 pdf_bytes=len(pdf.pdf),
                 page_width_points=pdf.page_width_points,
                 page_height_points=pdf.page_height_points,
-                quality=request.options.quality or common_pb2.PDF_QUALITY_MEDIUM,
+                quality=preset,
                 duration=elapsed,
             )
         )

@@ -27,7 +27,7 @@ from internal import config, observability
 from internal.data import create_tables, insert_once, locked, open_database, write_transaction
 from internal.observability import metrics
 from internal.services.app import service_app
-from internal.services.errors import invalid_argument, not_found, require
+from internal.services.errors import found, invalid_argument, require
 from internal.services.paging import next_page_token, page_offset, page_size
 from internal.services.times import timestamp
 
@@ -234,9 +234,7 @@ class JobStore:
 
     def _get(self, job_id: str) -> JobRow:
         job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
-        if job is None:
-            raise not_found("job", job_id)
-        return job
+        return found(job, "job", job_id)
 
     def _finish(self, job: JobRow, state: int, event: int) -> None:
         now = time.time()

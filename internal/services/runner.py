@@ -79,7 +79,7 @@ def work(threads: int = 4) -> None:
         settings.broker_url, visibility_timeout=settings.job_visibility_timeout_seconds
     )
     broker.add_middleware(observability.TracingMiddleware())
-    host, port = settings.bind("job_worker")
+    host, port = settings.worker_metrics_bind()
     prometheus_client.start_http_server(port, addr=host)
     store = job_svc.open_jobs(settings)
     jobs = job_worker.Jobs(store, job_worker.Peers.from_settings(settings), settings)

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from internal import config, observability, storage
 from internal.data import create_tables, insert_once, open_database, write_transaction
 from internal.services.app import service_app
-from internal.services.errors import invalid_argument, not_found, require, require_email
+from internal.services.errors import found, invalid_argument, require, require_email
 from internal.services.times import now, timestamp
 
 NAME = "user_svc"
@@ -143,10 +143,7 @@ class UserService:
 
     def _user(self, user_id: str) -> UserRow:
         with self.database.connection_context():
-            row = UserRow.get_or_none(UserRow.id == user_id)
-        if row is None:
-            raise not_found("user", user_id)
-        return row
+            return found(UserRow.get_or_none(UserRow.id == user_id), "user", user_id)
 
     async def notify_email_delivered(
         self, ctx: Context, request: user_pb2.NotifyEmailDeliveredRequest
@@ -241,9 +238,7 @@ class UserService:
     def _conversion(self, conversion_id: str) -> ConversionRow:
         with self.database.connection_context():
             row = ConversionRow.get_or_none(ConversionRow.id == conversion_id)
-        if row is None:
-            raise not_found("conversion", conversion_id)
-        return row
+        return found(row, "conversion", conversion_id)
 
     async def conversion_complete(
         self, ctx: Context, request: user_pb2.ConversionCompleteRequest

@@ -10,9 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.e2e.backends import BACKENDS, backend_env, s3_server
+from tests.e2e.backends import BACKENDS, backend_env
 from tests.e2e.system import whole_system
-from tests.support.servers import ROOT
+from tests.support.servers import ROOT, s3_server
 
 
 def main() -> None:

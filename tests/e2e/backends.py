@@ -9,49 +9,17 @@ Each run gets a fresh PostgreSQL database, empty queues and its own bucket."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
 import psycopg2
-
-from tests.support.servers import ROOT, free_port
 
 BACKENDS = ("embedded", "postgres-rabbitmq-s3", "postgres-redis-s3")
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 REDIS = "redis://127.0.0.1:6379/7"
 QUEUES = ("emails", "conversions")
-
-
-@contextmanager
-def s3_server() -> Iterator[str]:
-    """moto's S3-compatible server on a loopback port; yields host:port."""
-    port = free_port()
-    log = (ROOT / ".pytest_cache" / f"moto-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 @contextmanager

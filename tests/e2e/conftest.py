@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.backends import s3_server
+from tests.support.servers import s3_server
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,14 @@
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
 from internal.storage import LocalStorage
-from tests.support.servers import ROOT, free_port, hypercorn
+from tests.support.servers import hypercorn, s3_server
 
 MAX_PUT_BYTES = 64 * 1024
 S3_ACCESS_KEY = "test-access-key"
@@ -55,40 +50,8 @@ class MotoServer:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     """moto's S3-compatible server (`python -m moto.server`) on a loopback port."""
-    port = free_port()
-    log = ROOT / ".pytest_cache" / f"moto-{port}.log"
-    log.parent.mkdir(exist_ok=True)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_answering(f"http://127.0.0.1:{port}/", process, log)
-        yield MotoServer(f"127.0.0.1:{port}")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"moto_server did not answer within 30s:\n{log.read_text()}")
-        time.sleep(0.1)
+    with s3_server() as endpoint:
+        yield MotoServer(endpoint)
 
 
 @pytest.fixture
