@@ -345,22 +345,34 @@ class SQLiteBroker(Broker):
 
     def _claim(self, queue_name: str, limit: int) -> list[tuple[int, bytes, int]]:
         """Leases up to `limit` due messages to this process: (row id, body, deliveries)."""
-        now = time.time()
-        params = {"queue": queue_name, "now": now, "limit": limit}
         with self._db() as db:
             # A read never waits for writers in WAL mode; most polls find nothing and so never
             # take the write lock.
-            if db.execute(f"SELECT 1 FROM queue_messages WHERE {_DUE} LIMIT 1", params).fetchone():
-                rows = db.execute(
-                    "UPDATE queue_messages"
-                    " SET leased_until = :until, lease_owner = :owner, deliveries = deliveries + 1"
-                    f" WHERE id IN (SELECT id FROM queue_messages WHERE {_DUE}"
-                    " ORDER BY eta, id LIMIT :limit)"
-                    " RETURNING id, body, deliveries",
-                    {**params, "until": now + self.visibility_timeout, "owner": self.lease_owner},
-                ).fetchall()
-                return sorted(rows)
-        return []
+            params = {"queue": queue_name, "now": time.time(), "limit": limit}
+            if not db.execute(
+                f"SELECT 1 FROM queue_messages WHERE {_DUE} LIMIT 1", params
+            ).fetchone():
+                return []
+        with self._transaction() as db:
+            # The clock is read once the write lock is held: a lease computed before a long
+            # wait for the lock would start out already (nearly) expired, and another process
+            # could claim the same message while this one runs it.
+            now = time.time()
+            rows = db.execute(
+                "UPDATE queue_messages"
+                " SET leased_until = :until, lease_owner = :owner, deliveries = deliveries + 1"
+                f" WHERE id IN (SELECT id FROM queue_messages WHERE {_DUE}"
+                " ORDER BY eta, id LIMIT :limit)"
+                " RETURNING id, body, deliveries",
+                {
+                    "queue": queue_name,
+                    "now": now,
+                    "limit": limit,
+                    "until": now + self.visibility_timeout,
+                    "owner": self.lease_owner,
+                },
+            ).fetchall()
+        return sorted(rows)
 
     def _ack(self, row_id: int) -> None:
         with self._db() as db:
@@ -416,7 +428,7 @@ class SQLiteBroker(Broker):
             )
 
     def _renew_leases(self) -> None:
-        with self._db() as db:
+        with self._transaction() as db:  # the clock is read once the write lock is held
             db.execute(
                 "UPDATE queue_messages SET leased_until = ? WHERE lease_owner = ?",
                 (time.time() + self.visibility_timeout, self.lease_owner),
