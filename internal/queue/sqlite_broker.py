@@ -13,6 +13,9 @@ queues: a delayed message (a retry with backoff, or `send_with_options(delay=...
 its own queue and becomes claimable at its eta. This broker therefore declares no delay
 queues, and a retry scheduled for hours ahead is not held by any worker meanwhile.
 
+An enqueue wakes the idle consumers of every process at once (`wakeup`); polling every
+`poll_interval` stays as the fallback, and is how delayed messages are found when due.
+
 Delivery is at least once: a message whose worker died, or a retry enqueued just before its
 worker died, can run twice; jobs are made idempotent above this layer.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -39,6 +43,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError, QueueJoinTimeout
 from dramatiq.middleware import Middleware, SkipMessage
 
 from .middleware import attempt_errors, describe_error, stuffed_exception
+from .wakeup import Doorbell, doorbell_directory, ring, sender_socket
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +167,9 @@ class SQLiteBroker(Broker):
         self._lease_keeper: _LeaseKeeper | None = None
         self._lease_keeper_lock = threading.Lock()
         self._closed = False
+        self._doorbells = doorbell_directory(self.path)
+        self._doorbell: Doorbell | None = None
+        self._sender: socket.socket | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.execute("PRAGMA journal_mode = WAL")
@@ -178,6 +186,8 @@ class SQLiteBroker(Broker):
             self._local = threading.local()
             self._connections = []
             self._lease_keeper = None
+            self._doorbell = None  # the parent's socket is the parent's to close
+            self._sender = None
 
     @property
     def lease_owner(self) -> str:
@@ -229,6 +239,12 @@ class SQLiteBroker(Broker):
             if self._lease_keeper is not None:
                 self._lease_keeper.stop()
                 self._lease_keeper = None
+            if self._doorbell is not None:
+                self._doorbell.close()
+                self._doorbell = None
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
         with self._connections_lock:
             for connection in self._connections:
                 connection.close()
@@ -243,7 +259,10 @@ class SQLiteBroker(Broker):
             if self._lease_keeper is None or not self._lease_keeper.is_alive():
                 self._lease_keeper = _LeaseKeeper(self)
                 self._lease_keeper.start()
-        return _SQLiteConsumer(self, queue_name, prefetch)
+            if self._doorbell is None:
+                self._doorbell = Doorbell(self._doorbells)
+            doorbell = self._doorbell
+        return _SQLiteConsumer(self, queue_name, prefetch, doorbell)
 
     def declare_queue(self, queue_name: str) -> None:
         if queue_name not in self.queues:
@@ -273,8 +292,16 @@ class SQLiteBroker(Broker):
                     now,
                 ),
             )
+        if not delay:
+            self._ring()
         self.emit_after("enqueue", message, delay)
         return message
+
+    def _ring(self) -> None:
+        """Wakes the idle consumers of every process: a message is due."""
+        if self._sender is None:
+            self._sender = sender_socket()
+        ring(self._doorbells, self._sender)
 
     def flush(self, queue_name: str) -> None:
         """Drops the queue's messages, leased ones included, and its dead letters."""
@@ -506,8 +533,11 @@ class _SQLiteConsumer(Consumer):
     """Claims up to `prefetch` messages at a time. Its methods may be called from any of the
     worker's threads: acks come from the worker threads, claims from the consumer thread."""
 
-    def __init__(self, broker: SQLiteBroker, queue_name: str, prefetch: int) -> None:
+    def __init__(
+        self, broker: SQLiteBroker, queue_name: str, prefetch: int, doorbell: Doorbell
+    ) -> None:
         self.broker = broker
+        self.doorbell = doorbell
         self.queue_name = queue_name
         self.prefetch = max(1, prefetch)
         self.claimed: deque[SQLiteMessage] = deque()
@@ -522,11 +552,12 @@ class _SQLiteConsumer(Consumer):
                 if room <= 0:
                     self.room.wait(self.broker.poll_interval)
                     return None
+            generation = self.doorbell.generation()
             self._claim(room)
-        if self.claimed:
-            return self.claimed.popleft()
-        time.sleep(self.broker.poll_interval)
-        return None
+            if not self.claimed:
+                self.doorbell.wait(generation, self.broker.poll_interval)
+                return None
+        return self.claimed.popleft()
 
     def _claim(self, limit: int) -> None:
         for row_id, body, deliveries in self.broker._claim(self.queue_name, limit):

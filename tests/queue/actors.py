@@ -8,6 +8,7 @@ is configured by its environment, as the test starts it:
   QUEUE_TEST_QUEUE               the actors' queue (default: "default")
   QUEUE_TEST_VISIBILITY_TIMEOUT  SQLite only: seconds (default: 2)
   QUEUE_TEST_MAX_DELIVERIES      SQLite only (default: 20)
+  QUEUE_TEST_POLL_INTERVAL       SQLite only: seconds (default: 0.05)
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _sqlite_options() -> dict[str, Any]:
     return {
         "visibility_timeout": float(os.environ.get("QUEUE_TEST_VISIBILITY_TIMEOUT", "2")),
         "max_deliveries": int(os.environ.get("QUEUE_TEST_MAX_DELIVERIES", "20")),
-        "poll_interval": 0.05,
+        "poll_interval": float(os.environ.get("QUEUE_TEST_POLL_INTERVAL", "0.05")),
     }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from internal.queue import QueueCounts, SQLiteBroker
+from internal.queue.wakeup import doorbell_directory
 from tests.queue.harness import (
     MAX_RETRIES,
     MIN_BACKOFF_MS,
@@ -190,3 +191,28 @@ def test_a_message_whose_workers_keep_dying_is_dead_lettered(setup: Setup) -> No
     assert dead.deliveries == 2
     (discarded,) = read_runs(setup.runs, "discarded")
     assert json.loads(discarded.detail) == [dead.reason]
+
+
+def test_an_enqueue_wakes_idle_workers_in_other_processes_at_once(setup: Setup) -> None:
+    """The workers poll only once a minute here: the messages run because the enqueue wakes
+    them, each within seconds, not at the next poll."""
+    with running_workers(
+        setup.workers_env(QUEUE_TEST_POLL_INTERVAL="60"), setup.log, processes=2, threads=2
+    ) as workers:
+        time.sleep(1)  # both processes idle, waiting on their doorbells
+        for index in range(5):
+            send(setup.broker, "record", f"w{index}")
+            wait_for(lambda i=index: len(read_runs(setup.runs, "done")) == i + 1, 10,
+                     f"message {index} to run", workers)  # fmt: skip
+            time.sleep(0.2)
+    assert sorted(run.key for run in read_runs(setup.runs, "done")) == [f"w{i}" for i in range(5)]
+
+
+def test_a_dead_processs_doorbell_is_removed_by_the_next_enqueue(setup: Setup) -> None:
+    with running_workers(setup.env, setup.log) as workers:
+        time.sleep(1)
+        doorbells = list(doorbell_directory(setup.broker.path).glob("*.sock"))
+        assert len(doorbells) == 1
+        workers.kill()
+    send(setup.broker, "record", "after")
+    assert not doorbells[0].exists()
