@@ -11,38 +11,38 @@ import prometheus_client
 from starlette.applications import Starlette
 
 from internal import config, observability
-from internal.services.app import run
+from internal.services.common.app import run
 
 log = logging.getLogger(__name__)
 
 
 def _client_svc(settings: config.Settings) -> Starlette:
-    from internal.services import client_svc
+    from internal.services.client_svc import service as client_svc
 
     return client_svc.create_app(settings)
 
 
 def _user_svc(settings: config.Settings) -> Starlette:
-    from internal.services import user_svc
+    from internal.services.user_svc import service as user_svc
 
     return user_svc.create_app(settings)
 
 
 def _job_svc(settings: config.Settings) -> Starlette:
     from internal.queue import open_broker
-    from internal.services import job_svc
+    from internal.services.job_svc import store as job_svc
 
     return job_svc.create_app(settings, open_broker(settings.broker_url))
 
 
 def _email_svc(settings: config.Settings) -> Starlette:
-    from internal.services import email_svc
+    from internal.services.email_svc import service as email_svc
 
     return email_svc.create_app(settings)
 
 
 def _image_svc(settings: config.Settings) -> Starlette:
-    from internal.services import image_svc
+    from internal.services.image_svc import service as image_svc
 
     return image_svc.create_app(settings)
 
@@ -71,7 +71,8 @@ def work(threads: int = 4) -> None:
     import dramatiq
 
     from internal.queue import open_broker
-    from internal.services import job_svc, job_worker
+    from internal.services.job_svc import store as job_svc
+    from internal.services.job_svc import worker as job_worker
 
     observability.configure("job_worker")
     settings = config.load()

@@ -11,7 +11,7 @@ from pathlib import Path
 from mcsv.v1 import common_pb2
 
 from internal import config
-from internal.services import client_svc
+from internal.services.client_svc import service as client_svc
 from internal.supervisor import System, running
 from tests.support.servers import free_port
 

@@ -10,8 +10,9 @@ from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, job_pb2
 
 from internal import config
-from internal.services import job_svc, paging
-from internal.services.job_svc import CONVERSION, EMAIL, JobStore
+from internal.services.common import paging
+from internal.services.job_svc import store as job_svc
+from internal.services.job_svc.store import CONVERSION, EMAIL, JobStore
 
 S, E = job_pb2.JobState, job_pb2.JobEventType
 

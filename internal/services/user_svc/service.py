@@ -21,9 +21,9 @@ from starlette.applications import Starlette
 
 from internal import config, observability, storage
 from internal.data import create_tables, insert_once, open_database, write_transaction
-from internal.services.app import service_app
-from internal.services.errors import found, invalid_argument, require, require_email
-from internal.services.times import now, timestamp
+from internal.services.common.app import service_app
+from internal.services.common.errors import found, invalid_argument, require, require_email
+from internal.services.common.times import now, timestamp
 
 NAME = "user_svc"
 C = user_pb2.ConversionState

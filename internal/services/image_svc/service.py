@@ -22,8 +22,8 @@ from starlette.applications import Starlette
 
 from internal import config, imaging, observability, storage
 from internal.observability import metrics
-from internal.services.app import service_app
-from internal.services.errors import invalid_argument, require
+from internal.services.common.app import service_app
+from internal.services.common.errors import invalid_argument, require
 
 NAME = "image_svc"
 log = logging.getLogger(__name__)

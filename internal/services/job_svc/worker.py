@@ -24,8 +24,8 @@ from mcsv.v1.user_twirp import UserServiceClient
 
 from internal import config, observability
 from internal.observability import metrics
-from internal.services.job_svc import CONVERSION, EMAIL, JobRow, JobStore, this_worker
-from internal.services.times import now
+from internal.services.common.times import now
+from internal.services.job_svc.store import CONVERSION, EMAIL, JobRow, JobStore, this_worker
 
 log = logging.getLogger(__name__)
 

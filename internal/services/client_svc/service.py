@@ -1,5 +1,5 @@
 """client_svc: receives the final callback of every workflow and keeps it, once per
-notification id. Its CLI (internal/services/client_cli.py) drives the workflows and reads
+notification id. Its CLI (internal/services/client_svc/cli.py) drives the workflows and reads
 these notifications back."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 
 from internal import config
 from internal.data import create_tables, open_database
-from internal.services.app import service_app
-from internal.services.errors import invalid_argument, require
+from internal.services.common.app import service_app
+from internal.services.common.errors import invalid_argument, require
 
 NAME = "client_svc"
 

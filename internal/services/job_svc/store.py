@@ -1,6 +1,6 @@
 """job_svc: background jobs. Every job is a row (its args, state, attempts, errors) with an
 append-only history of events; the Dramatiq message only carries the job id. The RPCs
-enqueue and manage jobs; the workers (internal/services/job_worker.py) run them through
+enqueue and manage jobs; the workers (internal/services/job_svc/worker.py) run them through
 JobStore's transitions."""
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from starlette.applications import Starlette
 from internal import config, observability
 from internal.data import create_tables, insert_once, locked, open_database, write_transaction
 from internal.observability import metrics
-from internal.services.app import service_app
-from internal.services.errors import found, invalid_argument, require
-from internal.services.paging import next_page_token, page_offset, page_size
-from internal.services.times import timestamp
+from internal.services.common.app import service_app
+from internal.services.common.errors import found, invalid_argument, require
+from internal.services.common.paging import next_page_token, page_offset, page_size
+from internal.services.common.times import timestamp
 
 NAME = "job_svc"
 S = job_pb2.JobState

@@ -23,7 +23,7 @@ from mcsv.v1 import common_pb2, user_pb2
 from mcsv.v1.user_twirp import AsyncUserServiceClient
 
 from internal import config, observability
-from internal.services import client_svc
+from internal.services.client_svc import service as client_svc
 
 
 @dataclass

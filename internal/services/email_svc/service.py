@@ -21,10 +21,10 @@ from starlette.routing import BaseRoute, Route
 from internal import config, mail, observability
 from internal.data import create_tables, insert_once, open_database, write_transaction
 from internal.observability import metrics
-from internal.services.app import service_app
-from internal.services.errors import found, invalid_argument, require, require_email
-from internal.services.paging import next_page_token, page_offset, page_size
-from internal.services.times import timestamp
+from internal.services.common.app import service_app
+from internal.services.common.errors import found, invalid_argument, require, require_email
+from internal.services.common.paging import next_page_token, page_offset, page_size
+from internal.services.common.times import timestamp
 
 NAME = "email_svc"
 MAILBOX = email_pb2.DELIVERY_BACKEND_MAILBOX
