@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mcsv.v1 import common_pb2
 
-from internal import config
+from internal import registry
 from internal.services.client_svc import service as client_svc
 from internal.supervisor import System, running
 from tests.support.servers import free_port
@@ -18,8 +18,8 @@ from tests.support.servers import free_port
 
 def system_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {"MCSV_DATA_DIR": str(data_dir)}
-    for service in config.SERVICES:
-        env[config._url_variable(service)] = f"http://127.0.0.1:{free_port()}"
+    for service in registry.SERVICES:
+        env[service.url_variable] = f"http://127.0.0.1:{free_port()}"
     # Quick retries, so that the resilience tests take seconds.
     env.update(JOB_MIN_BACKOFF_MS="200", JOB_MAX_BACKOFF_MS="1000", JOB_MAX_RETRIES="12")
     env.update(extra)

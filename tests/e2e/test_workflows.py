@@ -19,6 +19,7 @@ from mcsv.v1.image_twirp import ImageServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import AsyncUserServiceClient, UserServiceClient
 
+from internal import registry
 from internal.storage import open_storage
 from internal.supervisor import System
 from tests.e2e.backends import BACKENDS, backend_env
@@ -239,7 +240,7 @@ def test_image_svc_refuses_urls_outside_the_storage(system: System, source_url: 
 
 
 def test_readiness_and_health(system: System) -> None:
-    for service in ("client_svc", "user_svc", "job_svc", "email_svc", "image_svc"):
+    for service in registry.NAMES:
         ready = httpx.get(system.settings.url(service) + "/ready")
         assert ready.status_code == 200 and ready.json()["ready"] is True
         assert httpx.get(system.settings.url(service) + "/health").status_code == 200
