@@ -11,8 +11,8 @@ from mcsv.v1 import common_pb2, job_pb2
 
 from internal import config
 from internal.services.common import paging
-from internal.services.job_svc import store as job_svc
-from internal.services.job_svc.store import CONVERSION, EMAIL, JobStore
+from internal.services.job_svc.models import CONVERSION, EMAIL, job_message
+from internal.services.job_svc.store import JobStore, open_jobs
 
 S, E = job_pb2.JobState, job_pb2.JobEventType
 
@@ -20,7 +20,7 @@ S, E = job_pb2.JobState, job_pb2.JobEventType
 @pytest.fixture
 def store(tmp_path: Path) -> JobStore:
     settings = config.load({"MCSV_DATA_DIR": str(tmp_path), "JOB_MAX_RETRIES": "2"})
-    return job_svc.open_jobs(settings)
+    return open_jobs(settings)
 
 
 def email_args(user: str = "u1") -> job_pb2.EmailJobArgs:
@@ -54,7 +54,7 @@ def test_a_job_that_fails_is_retried_then_discarded_with_all_its_errors(store: J
         store.fail(running, f"boom {attempt}", retry_in=None if last else 0.5)
     assert store.start(job.id, "w:1") is None  # discarded jobs never run again
     row, events = store.get(job.id)
-    message = job_svc.job_message(row)
+    message = job_message(row)
     assert message.state == S.JOB_STATE_DISCARDED
     assert [e.message for e in message.errors] == ["boom 1", "boom 2", "boom 3"]
     assert message.email.recipient == "u1@example.com"

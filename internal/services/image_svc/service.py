@@ -17,15 +17,11 @@ import httpx
 from google.protobuf.duration_pb2 import Duration
 from mcsv.twirp import Context, ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, image_pb2
-from mcsv.v1.image_twirp_server import ImageServiceServer
-from starlette.applications import Starlette
 
-from internal import config, imaging, observability, storage
+from internal import imaging, observability
 from internal.observability import metrics
-from internal.services.common.app import service_app
 from internal.services.common.errors import invalid_argument, require
 
-NAME = "image_svc"
 log = logging.getLogger(__name__)
 
 
@@ -172,25 +168,3 @@ class ImageService:
         if status == 404:
             return TwirpError(ErrorCode.FAILED_PRECONDITION, f"{argument}: no such object")
         return TwirpError(ErrorCode.UNAVAILABLE, f"storage answered {status} for {argument}")
-
-
-def create_app(settings: config.Settings) -> Starlette:
-    magick = imaging.ImageMagick(timeout=settings.imagemagick_timeout_seconds)
-    version = magick.check()  # fails with a clear message when ImageMagick cannot make PDFs
-    log.info("ImageMagick ready: %s", version)
-    origin = storage.storage_origin(settings.storage_url, public_url=settings.storage_public_url)
-    http = observability.async_client(timeout=settings.rpc_timeout_seconds)
-    service = ImageService(
-        magick, http, origin, settings.max_upload_bytes, settings.max_image_pixels
-    )
-
-    async def imagemagick_ready() -> str | None:
-        await asyncio.to_thread(magick.check)
-        return None
-
-    return service_app(
-        NAME,
-        [ImageServiceServer(service=service)],
-        ready_checks={"imagemagick": imagemagick_ready},
-        on_shutdown=[http.aclose],
-    )

@@ -10,12 +10,17 @@ to user_svc, so that the client hears about every workflow. Every side effect is
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import prometheus_client
 from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, email_pb2, image_pb2, job_pb2, user_pb2
 from mcsv.v1.email_twirp import EmailServiceClient
@@ -24,8 +29,11 @@ from mcsv.v1.user_twirp import UserServiceClient
 
 from internal import config, observability
 from internal.observability import metrics
+from internal.peers import SyncPeers
+from internal.queue import open_broker
 from internal.services.common.times import now
-from internal.services.job_svc.store import CONVERSION, EMAIL, JobRow, JobStore, this_worker
+from internal.services.job_svc.models import CONVERSION, EMAIL, JobRow
+from internal.services.job_svc.store import JobStore, open_jobs
 
 log = logging.getLogger(__name__)
 
@@ -44,29 +52,28 @@ NOTIFY_ATTEMPTS = 5
 
 @dataclass
 class Peers:
+    """The services a worker calls."""
+
     users: UserServiceClient
     emails: EmailServiceClient
     images: ImageServiceClient
 
     @classmethod
-    def from_settings(cls, settings: config.Settings) -> Peers:
-        timeout = settings.rpc_timeout_seconds
-
-        def spread(service: str) -> dict[str, Any]:
-            """A peer's base URL and an HTTP client spreading calls over its replicas."""
-            return {
-                "base_url": settings.url(service),
-                "http_client": observability.sync_client(replicas=settings.urls(service)),
-            }
-
+    def connect(cls, peers: SyncPeers) -> Peers:
+        settings = peers.settings
         return cls(
-            users=UserServiceClient(timeout=timeout, **spread("user_svc")),
-            emails=EmailServiceClient(timeout=timeout, **spread("email_svc")),
+            users=peers.client(UserServiceClient),
+            emails=peers.client(EmailServiceClient),
             # A conversion takes as long as ImageMagick may take, and then some.
-            images=ImageServiceClient(
-                timeout=timeout + settings.imagemagick_timeout_seconds, **spread("image_svc")
+            images=peers.client(
+                ImageServiceClient,
+                timeout=settings.rpc_timeout_seconds + settings.imagemagick_timeout_seconds,
             ),
         )
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def describe(exc: BaseException) -> str:
@@ -258,3 +265,30 @@ def declare_actors(broker: dramatiq.Broker, jobs: Jobs, settings: config.Setting
             actor_name=kind.actor, queue_name=kind.queue, broker=broker, **options
         )
         declare(function)
+
+
+def run_worker(threads: int = 4) -> None:
+    """Runs a job worker (job_svc's actors) until SIGTERM/SIGINT, finishing jobs in hand."""
+    observability.configure("job_worker")
+    settings = config.load()
+    broker = open_broker(
+        settings.broker_url, visibility_timeout=settings.job_visibility_timeout_seconds
+    )
+    broker.add_middleware(observability.TracingMiddleware())
+    host, port = settings.worker_metrics_bind()
+    prometheus_client.start_http_server(port, addr=host)
+    peers = SyncPeers(settings)
+    jobs = Jobs(open_jobs(settings), Peers.connect(peers), settings)
+    declare_actors(broker, jobs, settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker = dramatiq.Worker(broker, worker_threads=threads)
+    worker.start()
+    log.info("job worker %s running %d threads on %s", this_worker(), threads,
+             settings.broker_url)  # fmt: skip
+    stop.wait()
+    log.info("job worker stopping: finishing the jobs in hand")
+    worker.stop()
+    broker.close()
+    peers.close()
