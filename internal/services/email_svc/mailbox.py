@@ -1,5 +1,6 @@
 """The mailbox as web pages: /mailbox lists the newest emails, /mailbox/<id> shows one
-(/mailbox/<id>.txt as text)."""
+(/mailbox/<id>.txt as text). The pages are plain functions, which Starlette runs in its thread
+pool: they read the database."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from internal.services.email_svc.service import EmailService
 def mailbox_routes(service: EmailService) -> Sequence[BaseRoute]:
     """The mailbox as web pages: /mailbox lists the newest emails, /mailbox/<id> shows one."""
 
-    async def inbox(request: Request) -> Response:
+    def inbox(request: Request) -> Response:
         rows, _ = service.page(request.query_params.get("recipient", ""), "", 200, 0)
         items = "\n".join(
             f"<tr><td>{_when(row)}</td><td>{html.escape(row.recipient)}</td>"
@@ -33,7 +34,7 @@ def mailbox_routes(service: EmailService) -> Sequence[BaseRoute]:
             f"<tr><th>Delivered</th><th>To</th><th>Subject</th></tr>{items}</table>"
         )
 
-    async def show(request: Request) -> Response:
+    def show(request: Request) -> Response:
         email_id = request.path_params["email_id"]
         try:
             row = service.get(email_id.removesuffix(".txt"))

@@ -3,7 +3,6 @@ the local mailbox (the emails table, readable at /mailbox) or over SMTP."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -30,9 +29,11 @@ class EmailService:
         self.transport = transport  # None: the mailbox
         self.sender = sender
 
-    async def deliver_email(
+    def deliver_email(
         self, ctx: Context, request: email_pb2.DeliverEmailRequest
     ) -> email_pb2.DeliverEmailResponse:
+        """A plain method: the Twirp runtime runs it in its thread pool, where the database
+        and SMTP calls may block."""
         key = require(request.idempotency_key, "idempotency_key", max_length=200)
         recipient = require_email(request.recipient, "recipient")
         if request.template == common_pb2.EMAIL_TEMPLATE_UNSPECIFIED:
@@ -57,7 +58,7 @@ class EmailService:
                 row, delivered_before = self._claim(key, request, rendered)
                 observability.tag(email_id=row.id)
                 if not delivered_before and row.delivered_at is None:
-                    await self._send(row)
+                    self._send(row)
             outcome = "duplicate" if delivered_before else "delivered"
         finally:
             labels = (template.lower(), backend, outcome)
@@ -92,7 +93,7 @@ class EmailService:
             )
         return row, not created and row.delivered_at is not None
 
-    async def _send(self, row: EmailRow) -> None:
+    def _send(self, row: EmailRow) -> None:
         """Hands an email to the SMTP server, then marks it delivered. A crash in between
         sends it again on the next attempt (at least once, same Message-ID)."""
         assert self.transport is not None
@@ -105,7 +106,7 @@ class EmailService:
             message_id=f"{row.id}",
         )
         try:
-            await asyncio.to_thread(self.transport.send, outgoing)
+            self.transport.send(outgoing)
         except mail.DeliveryError as exc:
             code = ErrorCode.UNAVAILABLE if exc.transient else ErrorCode.FAILED_PRECONDITION
             raise TwirpError(code, f"SMTP delivery to {row.recipient} failed: {exc}") from exc
