@@ -145,7 +145,14 @@ class UserService:
         row = await asyncio.to_thread(
             self._record_upload, conversion_id, user.id, filename, options, source_key, size
         )
-        job = await self.jobs.enqueue_conversion(job_pb2.EnqueueConversionRequest(args=args))
+        try:
+            job = await self.jobs.enqueue_conversion(job_pb2.EnqueueConversionRequest(args=args))
+        except BaseException:
+            # The caller is told the upload failed, so nothing of it may stay behind. (Should
+            # job_svc have enqueued it after all, its answer lost, the job finds no conversion
+            # and is discarded.)
+            await asyncio.to_thread(self._forget_upload, row)
+            raise
         row.job_id = job.job.id
         await asyncio.to_thread(self._save, row)
         return user_pb2.ConvertImageResponse(conversion=conversion_message(row))
@@ -170,6 +177,11 @@ class UserService:
                 source_bytes=size,
                 created_at=time.time(),
             )
+
+    def _forget_upload(self, row: ConversionRow) -> None:
+        self.store.delete(row.source_key)
+        with self.database.connection_context():
+            row.delete_instance()
 
     def _save(self, row: ConversionRow) -> None:
         with self.database.connection_context():
