@@ -76,6 +76,19 @@ def test_a_completed_job_delivered_again_is_not_run(store: JobStore) -> None:
     assert history(store, job.id) == ["ENQUEUED", "STARTED", "COMPLETED"]
 
 
+def test_a_job_the_queue_gave_up_on_is_discarded_unless_it_finished(store: JobStore) -> None:
+    job, _ = store.enqueue(EMAIL, email_args(), "k")
+    running = store.start(job.id, "w:1")
+    assert running is not None
+    store.fail(running, "boom", retry_in=0.5)
+    discarded = store.discard(job.id, "given up by the job queue: boom")
+    assert discarded is not None and discarded.state == S.JOB_STATE_DISCARDED
+    assert store.discard(job.id, "again") is None  # finished: nothing changes
+    assert store.discard("nope", "unknown") is None
+    assert history(store, job.id) == ["ENQUEUED", "STARTED", "FAILED", "RETRY_SCHEDULED",
+                                      "DISCARDED"]  # fmt: skip
+
+
 def test_cancel_and_manual_retry(store: JobStore) -> None:
     job, _ = store.enqueue(EMAIL, email_args(), "k")
     with pytest.raises(TwirpError) as refused:

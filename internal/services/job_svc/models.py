@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import peewee
 from google.protobuf.message import Message
@@ -20,19 +21,26 @@ FINAL_STATES = (
 )
 
 
+ArgsT = TypeVar("ArgsT", bound=Message)
+
+
 @dataclass(frozen=True)
-class JobKind:
+class JobKind(Generic[ArgsT]):
     """One kind of job: where it is queued, which actor runs it, and what its args are."""
 
     queue: str
     actor: str
     args_field: str  # the Job.args oneof member
-    args_type: type[Message]
+    args_type: type[ArgsT]
+
+    def parse_args(self, stored: bytes) -> ArgsT:
+        """A job's args as stored in its row."""
+        return self.args_type.FromString(bytes(stored))
 
 
 EMAIL = JobKind("emails", "deliver_email", "email", job_pb2.EmailJobArgs)
 CONVERSION = JobKind("conversions", "convert_image", "conversion", job_pb2.ConversionJobArgs)
-KINDS = {kind.actor: kind for kind in (EMAIL, CONVERSION)}
+KINDS: dict[str, JobKind[Any]] = {kind.actor: kind for kind in (EMAIL, CONVERSION)}
 
 
 class JobRow(peewee.Model):

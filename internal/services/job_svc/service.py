@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-from google.protobuf.message import Message
 from mcsv.twirp import Context
 from mcsv.v1 import job_pb2
 from opentelemetry.trace import SpanKind
@@ -21,6 +20,7 @@ from internal.services.job_svc.models import (
     CONVERSION,
     EMAIL,
     KINDS,
+    ArgsT,
     JobKind,
     JobRow,
     event_message,
@@ -56,7 +56,7 @@ class JobService:
         job = self._enqueue(CONVERSION, args, f"conversion:{conversion_id}")
         return job_pb2.EnqueueConversionResponse(job=job)
 
-    def _enqueue(self, kind: JobKind, args: Message, key: str) -> job_pb2.Job:
+    def _enqueue(self, kind: JobKind[ArgsT], args: ArgsT, key: str) -> job_pb2.Job:
         job, created = self.store.enqueue(kind, args, key)
         observability.tag(job_id=job.id)
         if created or job.state == job_pb2.JOB_STATE_AVAILABLE:

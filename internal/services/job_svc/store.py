@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterable
 
 import peewee
-from google.protobuf.message import Message
 from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import job_pb2
 
@@ -21,6 +20,7 @@ from internal.services.job_svc.models import (
     FINAL_STATES,
     MODELS,
     NAME,
+    ArgsT,
     JobEventRow,
     JobKind,
     JobRow,
@@ -34,7 +34,9 @@ class JobStore:
         self.database = database
         self.max_attempts = max_attempts
 
-    def enqueue(self, kind: JobKind, args: Message, idempotency_key: str) -> tuple[JobRow, bool]:
+    def enqueue(
+        self, kind: JobKind[ArgsT], args: ArgsT, idempotency_key: str
+    ) -> tuple[JobRow, bool]:
         """The job for this key: created (True) or the one enqueued before (False)."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
@@ -99,6 +101,19 @@ class JobStore:
                     message=f"in {retry_in:.1f}s",
                 )
             fresh.save()
+
+    def discard(self, job_id: str, reason: str) -> JobRow | None:
+        """Discards a job that the queue gave up on (see worker.Jobs.given_up); None when
+        there is no such job or it had finished already."""
+        now = time.time()
+        with self.database.connection_context(), write_transaction(self.database):
+            job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
+            if job is None or job.state in FINAL_STATES:
+                return None
+            job.state, job.finished_at = job_pb2.JOB_STATE_DISCARDED, now
+            job.save()
+            self._event(job, job_pb2.JOB_EVENT_TYPE_DISCARDED, now, message=reason)
+        return job
 
     def cancel(self, job_id: str, reason: str) -> JobRow:
         now = time.time()

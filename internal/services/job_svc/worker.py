@@ -1,10 +1,14 @@
-"""job_svc's workers: the Dramatiq actors that run email and conversion jobs.
+"""job_svc's workers: the Dramatiq actors that run email and conversion jobs (see handlers.py
+for what each does), and the worker process.
 
-A delivery of a job's message is one attempt (JobStore.start). A transient failure re-raises
-so that Dramatiq's Retries middleware delivers it again after an exponential backoff; a
-permanent one (bad input) or the last attempt discards the job and reports the failed outcome
-to user_svc, so that the client hears about every workflow. Every side effect is idempotent
-(keyed by the job's idempotency key), so a message delivered twice does no harm.
+A delivery of a job's message is one attempt (JobStore.start); its args are read from the row
+once per attempt. A transient failure re-raises so that Dramatiq's Retries middleware (the
+retry policy of the settings, set on the broker) delivers it again after an exponential
+backoff; a permanent one (bad input) or the last attempt discards the job and reports the
+failed outcome to user_svc, so that the client hears about every workflow. When the queue
+itself gives a message up (retries spent, a worker dying on it each time, an attempt cut
+short by the time limit), DiscardHook tells Jobs.given_up, which does the same. Every side
+effect is idempotent, so a message delivered twice does no harm.
 """
 
 from __future__ import annotations
@@ -16,23 +20,24 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 import prometheus_client
 from mcsv.twirp import ErrorCode, TwirpError
-from mcsv.v1 import common_pb2, email_pb2, image_pb2, job_pb2, user_pb2
-from mcsv.v1.email_twirp import EmailServiceClient
-from mcsv.v1.image_twirp import ImageServiceClient
-from mcsv.v1.user_twirp import UserServiceClient
 
 from internal import config, observability
 from internal.observability import metrics
 from internal.peers import SyncPeers
-from internal.queue import open_broker
-from internal.services.common.times import now
-from internal.services.job_svc.models import CONVERSION, EMAIL, JobRow
+from internal.queue import (
+    Discarded,
+    DiscardHook,
+    default_middleware,
+    open_broker,
+    retries_middleware,
+)
+from internal.services.job_svc.handlers import JobHandler, Peers, job_handlers
+from internal.services.job_svc.models import JobRow
 from internal.services.job_svc.store import JobStore, open_jobs
 
 log = logging.getLogger(__name__)
@@ -48,28 +53,6 @@ PERMANENT = {
     ErrorCode.UNIMPLEMENTED,
 }
 NOTIFY_ATTEMPTS = 5
-
-
-@dataclass
-class Peers:
-    """The services a worker calls."""
-
-    users: UserServiceClient
-    emails: EmailServiceClient
-    images: ImageServiceClient
-
-    @classmethod
-    def connect(cls, peers: SyncPeers) -> Peers:
-        settings = peers.settings
-        return cls(
-            users=peers.client(UserServiceClient),
-            emails=peers.client(EmailServiceClient),
-            # A conversion takes as long as ImageMagick may take, and then some.
-            images=peers.client(
-                ImageServiceClient,
-                timeout=settings.rpc_timeout_seconds + settings.imagemagick_timeout_seconds,
-            ),
-        )
 
 
 def this_worker() -> str:
@@ -89,24 +72,26 @@ def backoff_seconds(attempt: int, settings: config.Settings) -> float:
 
 
 class Jobs:
-    """What the actors do, given the store, the peers and the retry policy."""
+    """The attempts' bookkeeping around the handlers: the store's transitions, the metrics,
+    retry or discard, and reporting a discarded job."""
 
-    def __init__(self, store: JobStore, peers: Peers, settings: config.Settings) -> None:
-        self.store, self.peers, self.settings = store, peers, settings
-
-    def run(
-        self, job_id: str, handle: Callable[[JobRow], None], report: Callable[..., None]
+    def __init__(
+        self, store: JobStore, handlers: dict[str, JobHandler[Any]], settings: config.Settings
     ) -> None:
+        self.store, self.handlers, self.settings = store, handlers, settings
+
+    def run(self, job_id: str, handler: JobHandler[Any]) -> None:
         observability.tag(job_id=job_id)
         job = self.store.start(job_id, this_worker())
         if job is None:
             log.info("job %s is finished or cancelled; delivery skipped", job_id)
             return
+        args = handler.kind.parse_args(job.args)
         labels = (job.queue, job.actor)
         metrics.JOBS_STARTED.labels(*labels).inc()
         started = time.perf_counter()
         try:
-            handle(job)
+            handler.work(job, args)
         except Exception as exc:
             permanent = isinstance(exc, TwirpError) and exc.code in PERMANENT
             final = permanent or job.attempt >= job.max_attempts
@@ -121,165 +106,89 @@ class Jobs:
                 raise  # Dramatiq's Retries middleware delivers it again after a backoff
             metrics.JOBS_DISCARDED.labels(*labels).inc()
             log.error("job %s discarded after attempt %d: %s", job.id, job.attempt, error)
-            self._report_failure(job, error, report)
+            self._report_failure(job, args, error, handler)
             return
         self.store.complete(job)
         metrics.JOBS_SUCCEEDED.labels(*labels).inc()
         metrics.JOB_DURATION.labels(*labels, "succeeded").observe(time.perf_counter() - started)
         log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
 
-    def _report_failure(self, job: JobRow, error: str, report: Callable[..., None]) -> None:
+    def given_up(self, message: Discarded) -> None:
+        """The queue gave a job's message up: the job is discarded and its failure reported,
+        unless it had finished."""
+        handler = self.handlers.get(message.actor_name)
+        if handler is None or len(message.args) != 1:
+            log.error("the queue gave up message %s, not one of our jobs", message.message_id)
+            return
+        job_id = str(message.args[0])
+        observability.tag(job_id=job_id)
+        error = message.errors[-1] if message.errors else "no error recorded"
+        job = self.store.discard(job_id, f"given up by the job queue: {error}")
+        if job is None:
+            return
+        metrics.JOBS_DISCARDED.labels(job.queue, job.actor).inc()
+        log.error("job %s given up by the job queue: %s", job.id, error)
+        self._report_failure(job, handler.kind.parse_args(job.args), error, handler)
+
+    def _report_failure(self, job: JobRow, args: Any, error: str, handler: JobHandler[Any]) -> None:
         for attempt in range(1, NOTIFY_ATTEMPTS + 1):
             try:
-                report(job, outcome=common_pb2.OUTCOME_FAILED, error=error)
+                handler.report_failure(job, args, error)
                 return
             except TwirpError as exc:
                 log.warning("reporting failed job %s (try %d): %s", job.id, attempt, exc)
+                if exc.code in PERMANENT:
+                    break  # e.g. a conversion user_svc no longer knows: asking again won't help
                 time.sleep(min(2**attempt, 30))
         log.error("job %s: the failure could not be reported to user_svc", job.id)
 
-    # Email jobs (workflow 1)
 
-    def deliver_email(self, job: JobRow) -> None:
-        args = job_pb2.EmailJobArgs.FromString(bytes(job.args))
-        observability.tag(user_id=args.user_id)
-        delivered = self.peers.emails.deliver_email(
-            email_pb2.DeliverEmailRequest(
-                idempotency_key=args.idempotency_key,
-                user_id=args.user_id,
-                user_name=args.user_name,
-                recipient=args.recipient,
-                template=args.template,
-                variables=args.variables,
+def open_worker_broker(settings: config.Settings, jobs: Jobs) -> dramatiq.Broker:
+    """The broker of BROKER_URL with the settings' retry policy, telling `jobs` of every
+    message it gives up, and the actors declared on it."""
+    middleware = [
+        *default_middleware(
+            retries_middleware(
+                settings.job_max_retries, settings.job_min_backoff_ms, settings.job_max_backoff_ms
             )
-        )
-        self.report_email(job, outcome=common_pb2.OUTCOME_SUCCEEDED, email_id=delivered.email.id)
-
-    def report_email(
-        self,
-        job: JobRow,
-        *,
-        outcome: common_pb2.Outcome,
-        email_id: str = "",
-        error: str = "",
-    ) -> None:
-        args = job_pb2.EmailJobArgs.FromString(bytes(job.args))
-        self.peers.users.notify_email_delivered(
-            user_pb2.NotifyEmailDeliveredRequest(
-                delivery=common_pb2.EmailDelivery(
-                    user_id=args.user_id,
-                    recipient=args.recipient,
-                    template=args.template,
-                    outcome=outcome,
-                    email_id=email_id,
-                    error=error,
-                    job_id=job.id,
-                    finished_at=now(),
-                )
-            )
-        )
-
-    # Conversion jobs (workflow 2)
-
-    def convert_image(self, job: JobRow) -> None:
-        args = job_pb2.ConversionJobArgs.FromString(bytes(job.args))
-        observability.tag(user_id=args.user_id, conversion_id=args.conversion_id)
-        known = self.peers.users.get_conversion(
-            user_pb2.GetConversionRequest(id=args.conversion_id)
-        )
-        if known.conversion.state == user_pb2.CONVERSION_STATE_SUCCEEDED:
-            # Delivered again after an attempt that finished the work but died before
-            # recording it: the original is gone and the PDF, email and report exist.
-            log.info("conversion %s already succeeded; nothing to do", args.conversion_id)
-            return
-        converted = self.peers.images.convert_to_pdf(
-            image_pb2.ConvertToPdfRequest(
-                conversion_id=args.conversion_id,
-                source_url=args.source_url,
-                pdf_upload_url=args.pdf_upload_url,
-                options=args.options,
-            )
-        )
-        self.peers.emails.deliver_email(
-            email_pb2.DeliverEmailRequest(
-                idempotency_key=f"conversion:{args.conversion_id}",
-                user_id=args.user_id,
-                user_name=args.user_name,
-                recipient=args.user_email,
-                template=common_pb2.EMAIL_TEMPLATE_CONVERSION_COMPLETE,
-                variables={
-                    "pdf_url": args.pdf_download_url,
-                    "filename": args.filename,
-                    "pdf_bytes": str(converted.result.pdf_bytes),
-                    "expires_at": args.pdf_download_url_expires_at.ToJsonString(),
-                },
-            )
-        )
-        self.report_conversion(job, outcome=common_pb2.OUTCOME_SUCCEEDED, result=converted.result)
-
-    def report_conversion(
-        self,
-        job: JobRow,
-        *,
-        outcome: common_pb2.Outcome,
-        result: common_pb2.ConversionResult | None = None,
-        error: str = "",
-    ) -> None:
-        args = job_pb2.ConversionJobArgs.FromString(bytes(job.args))
-        succeeded = outcome == common_pb2.OUTCOME_SUCCEEDED
-        self.peers.users.conversion_complete(
-            user_pb2.ConversionCompleteRequest(
-                report=common_pb2.ConversionReport(
-                    conversion_id=args.conversion_id,
-                    user_id=args.user_id,
-                    outcome=outcome,
-                    pdf_url=args.pdf_download_url if succeeded else "",
-                    pdf_url_expires_at=args.pdf_download_url_expires_at if succeeded else None,
-                    result=result,
-                    error=error,
-                    job_id=job.id,
-                    finished_at=now(),
-                )
-            )
-        )
-
-
-def declare_actors(broker: dramatiq.Broker, jobs: Jobs, settings: config.Settings) -> None:
-    """Declares the actors on the broker, with the retry policy from the settings."""
-    options: dict[str, Any] = {
-        "max_retries": settings.job_max_retries,
-        "min_backoff": settings.job_min_backoff_ms,
-        "max_backoff": settings.job_max_backoff_ms,
-        # A conversion may legitimately take a while; Dramatiq's own limit is a backstop.
-        "time_limit": int((settings.imagemagick_timeout_seconds + 120) * 1000),
-    }
-
-    def deliver_email(job_id: str) -> None:
-        jobs.run(job_id, jobs.deliver_email, jobs.report_email)
-
-    def convert_image(job_id: str) -> None:
-        jobs.run(job_id, jobs.convert_image, jobs.report_conversion)
-
-    for kind, function in ((EMAIL, deliver_email), (CONVERSION, convert_image)):
+        ),
+        DiscardHook(jobs.given_up),
+        observability.TracingMiddleware(),
+    ]
+    broker = open_broker(
+        settings.broker_url,
+        middleware=middleware,
+        visibility_timeout=settings.job_visibility_timeout_seconds,
+    )
+    # A conversion may legitimately take a while; Dramatiq's own limit is a backstop.
+    time_limit_ms = int((settings.imagemagick_timeout_seconds + 120) * 1000)
+    for handler in jobs.handlers.values():
         declare = dramatiq.actor(
-            actor_name=kind.actor, queue_name=kind.queue, broker=broker, **options
+            actor_name=handler.kind.actor,
+            queue_name=handler.kind.queue,
+            broker=broker,
+            time_limit=time_limit_ms,
         )
-        declare(function)
+        declare(_actor(jobs, handler))
+    return broker
+
+
+def _actor(jobs: Jobs, handler: JobHandler[Any]) -> Callable[[str], None]:
+    def run(job_id: str) -> None:
+        jobs.run(job_id, handler)
+
+    return run
 
 
 def run_worker(threads: int = 4) -> None:
     """Runs a job worker (job_svc's actors) until SIGTERM/SIGINT, finishing jobs in hand."""
     observability.configure("job_worker")
     settings = config.load()
-    broker = open_broker(
-        settings.broker_url, visibility_timeout=settings.job_visibility_timeout_seconds
-    )
-    broker.add_middleware(observability.TracingMiddleware())
     host, port = settings.worker_metrics_bind()
     prometheus_client.start_http_server(port, addr=host)
     peers = SyncPeers(settings)
-    jobs = Jobs(open_jobs(settings), Peers.connect(peers), settings)
-    declare_actors(broker, jobs, settings)
+    jobs = Jobs(open_jobs(settings), job_handlers(Peers.connect(peers)), settings)
+    broker = open_worker_broker(settings, jobs)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
