@@ -17,7 +17,6 @@ from tests.e2e.system import succeeded, wait_for, whole_system
 from tests.mail.smtp_server import PASSWORD, USERNAME, smtp_server
 
 pytestmark = pytest.mark.slow
-E = job_pb2.JobEventType
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # on purpose
@@ -59,7 +58,7 @@ def test_cancel_retry_list_and_history_over_rpc(tmp_path: Path) -> None:
         wait_for(system, "email", {owner.user.id})
         done = jobs.get_job(job_pb2.GetJobRequest(id=owner.job_id))
         assert done.job.state == job_pb2.JOB_STATE_COMPLETED
-        assert [E.Name(e.type) for e in done.events] == [
+        assert [job_pb2.JobEventType.Name(e.type) for e in done.events] == [
             "JOB_EVENT_TYPE_ENQUEUED", "JOB_EVENT_TYPE_STARTED", "JOB_EVENT_TYPE_COMPLETED",
         ]  # fmt: skip
         assert done.job.email.recipient == "jo@example.com" and done.job.worker
@@ -82,7 +81,9 @@ def test_cancel_retry_list_and_history_over_rpc(tmp_path: Path) -> None:
             if again.job.state == job_pb2.JOB_STATE_DISCARDED:
                 break
             time.sleep(0.1)
-        history = [E.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in again.events]
+        history = [
+            job_pb2.JobEventType.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in again.events
+        ]
         assert history == [
             "ENQUEUED", "STARTED", "FAILED", "DISCARDED",
             "RETRIED", "STARTED", "FAILED", "DISCARDED",
