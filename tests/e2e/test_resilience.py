@@ -20,7 +20,7 @@ from internal.peers import SyncPeers
 from internal.supervisor import ROOT
 from tests.e2e.backends import BACKENDS, backend_env
 from tests.e2e.images import make_image
-from tests.e2e.system import succeeded, wait_for, whole_system
+from tests.e2e.system import peer, succeeded, wait_for, whole_system
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -70,8 +70,8 @@ def test_a_worker_killed_mid_job_loses_nothing(
     ):
         settings = system.settings
         with (
-            UserServiceClient(settings.url("user_svc")) as users,
-            JobServiceClient(settings.url("job_svc")) as jobs,
+            peer(settings, UserServiceClient) as users,
+            peer(settings, JobServiceClient) as jobs,
         ):
             owner = users.create_user(
                 user_pb2.CreateUserRequest(name="Owner", email="owner@example.com")
@@ -124,7 +124,7 @@ def test_a_worker_killed_mid_job_loses_nothing(
                 history = final_history(jobs, job_id)
                 assert history[-1] == "COMPLETED" and history.count("STARTED") == 2, history
 
-        with EmailServiceClient(settings.url("email_svc")) as emails:
+        with peer(settings, EmailServiceClient) as emails:
             sent = emails.list_emails(
                 email_pb2.ListEmailsRequest(user_id=owner.id, page_size=1000)
             ).emails
@@ -144,8 +144,8 @@ def test_jobs_retry_while_email_svc_is_down_and_complete_once_it_is_back(
         settings = system.settings
         system.kill("email_svc", signal.SIGTERM)
         with (
-            UserServiceClient(settings.url("user_svc")) as users,
-            JobServiceClient(settings.url("job_svc")) as jobs,
+            peer(settings, UserServiceClient) as users,
+            peer(settings, JobServiceClient) as jobs,
         ):
             created = [
                 users.create_user(

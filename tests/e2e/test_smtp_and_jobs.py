@@ -13,7 +13,7 @@ from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
-from tests.e2e.system import succeeded, wait_for, whole_system
+from tests.e2e.system import peer, succeeded, wait_for, whole_system
 from tests.mail.smtp_server import PASSWORD, USERNAME, smtp_server
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ def test_welcome_emails_go_out_over_smtp(tmp_path: Path) -> None:
         mail_url = f"smtp://{USERNAME}:{PASSWORD}@127.0.0.1:{server.port}"
         sender = "mcsv <hello@mcsv.test>"
         with whole_system(tmp_path, MAIL_URL=mail_url, MAIL_FROM=sender) as system:
-            with UserServiceClient(system.settings.url("user_svc")) as users:
+            with peer(system.settings, UserServiceClient) as users:
                 created = [
                     users.create_user(
                         user_pb2.CreateUserRequest(name=f"Smtp {i}", email=f"smtp{i}@example.com")
@@ -34,7 +34,7 @@ def test_welcome_emails_go_out_over_smtp(tmp_path: Path) -> None:
                 ]
             arrived = wait_for(system, "email", {u.id for u in created})
             assert all(succeeded(r) for r in arrived.values())
-            with EmailServiceClient(system.settings.url("email_svc")) as emails:
+            with peer(system.settings, EmailServiceClient) as emails:
                 listed = emails.list_emails(email_pb2.ListEmailsRequest()).emails
             assert {e.backend for e in listed} == {email_pb2.DELIVERY_BACKEND_SMTP}
         by_recipient = {r.rcpt_tos[0]: r for r in server.received}
@@ -51,8 +51,8 @@ def test_welcome_emails_go_out_over_smtp(tmp_path: Path) -> None:
 def test_cancel_retry_list_and_history_over_rpc(tmp_path: Path) -> None:
     with (
         whole_system(tmp_path) as system,
-        UserServiceClient(system.settings.url("user_svc")) as users,
-        JobServiceClient(system.settings.url("job_svc")) as jobs,
+        peer(system.settings, UserServiceClient) as users,
+        peer(system.settings, JobServiceClient) as jobs,
     ):
         owner = users.create_user(user_pb2.CreateUserRequest(name="Jo", email="jo@example.com"))
         wait_for(system, "email", {owner.user.id})
