@@ -1,4 +1,4 @@
-"""Runs email_svc (see internal/services/email_svc.py) on the host and port of EMAIL_SVC_URL."""
+"""Runs email_svc (see internal/services/email_svc/) on the host and port of EMAIL_SVC_URL."""
 
 from internal.services.runner import serve
 

@@ -1,4 +1,4 @@
-"""Runs image_svc (see internal/services/image_svc.py) on the host and port of IMAGE_SVC_URL."""
+"""Runs image_svc (see internal/services/image_svc/) on the host and port of IMAGE_SVC_URL."""
 
 from internal.services.runner import serve
 

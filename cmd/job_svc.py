@@ -1,4 +1,4 @@
-"""Runs job_svc (see internal/services/job_svc.py) on the host and port of JOB_SVC_URL."""
+"""Runs job_svc (see internal/services/job_svc/) on the host and port of JOB_SVC_URL."""
 
 from internal.services.runner import serve
 

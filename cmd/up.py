@@ -9,55 +9,63 @@ import subprocess
 import sys
 import threading
 
+from internal import registry
 from internal.supervisor import ROOT, SupervisorError, System, read_env_file
 
-parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--workers", type=int, default=2, help="job worker processes (default 2)")
-parser.add_argument("--demo", action="store_true", help="run both workflows once ready")
-args = parser.parse_args()
 
-env = read_env_file(ROOT / ".env")
-if sys.stdout.isatty() and "MCSV_LOG_FORMAT" not in {**os.environ, **env}:
-    # The children write to our pipe, not the terminal: ask them for the readable format.
-    env["MCSV_LOG_FORMAT"] = "text"
-system = System(
-    env=env,
-    workers=args.workers,
-    output=sys.stdout,
-    colour=sys.stdout.isatty(),
-)
-stop = threading.Event()
-for sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(sig, lambda *_: stop.set())
-try:
-    system.start()
-except SupervisorError as exc:
-    print(f"up: {exc}", file=sys.stderr)
-    system.stop()
-    sys.exit(1)
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=2, help="job worker processes (default 2)")
+    parser.add_argument("--demo", action="store_true", help="run both workflows once ready")
+    args = parser.parse_args()
 
-settings = system.settings
-print("\nmcsv is up:")
-for service in ("client_svc", "user_svc", "job_svc", "email_svc", "image_svc"):
-    print(f"  {service:<10} {settings.url(service)}  (Twirp at /twirp/..., /health, /ready)")
-print(f"  mailbox    {settings.url('email_svc')}/mailbox")
-print(f"  data       {settings.data_dir}")
-print("Ctrl-C stops everything.\n", flush=True)
-
-if args.demo:
-    demo = subprocess.run(
-        [sys.executable, str(ROOT / "cmd" / "client_svc.py"), "demo"],
-        cwd=ROOT,
-        env={**os.environ, **system.env},
+    env = read_env_file(ROOT / ".env")
+    if sys.stdout.isatty() and "MCSV_LOG_FORMAT" not in {**os.environ, **env}:
+        # The children write to our pipe, not the terminal: ask them for the readable format.
+        env["MCSV_LOG_FORMAT"] = "text"
+    system = System(
+        env=env,
+        workers=args.workers,
+        output=sys.stdout,
+        colour=sys.stdout.isatty(),
     )
-    print(f"\ndemo finished with status {demo.returncode}; still running, Ctrl-C stops.\n")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        system.start()
+    except SupervisorError as exc:
+        print(f"up: {exc}", file=sys.stderr)
+        system.stop()
+        return 1
 
-try:
-    while not stop.wait(0.5):
-        system.check_alive()
-except SupervisorError as exc:
-    print(f"up: {exc}; stopping everything", file=sys.stderr)
+    settings = system.settings
+    print("\nmcsv is up:")
+    for service in registry.NAMES:
+        print(f"  {service:<10} {settings.url(service)}  (Twirp at /twirp/..., /health, /ready)")
+    print(f"  mailbox    {settings.url('email_svc')}/mailbox")
+    print(f"  data       {settings.data_dir}")
+    print("Ctrl-C stops everything.\n", flush=True)
+
+    if args.demo:
+        demo = subprocess.run(
+            [sys.executable, str(ROOT / "cmd" / "client_svc.py"), "demo"],
+            cwd=ROOT,
+            env={**os.environ, **system.env},
+        )
+        print(f"\ndemo finished with status {demo.returncode}; still running, Ctrl-C stops.\n")
+
+    try:
+        while not stop.wait(0.5):
+            system.check_alive()
+    except SupervisorError as exc:
+        print(f"up: {exc}; stopping everything", file=sys.stderr)
+        system.stop()
+        return 1
+    print("\nstopping…", flush=True)
     system.stop()
-    sys.exit(1)
-print("\nstopping…", flush=True)
-system.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Runs user_svc (see internal/services/user_svc.py) on the host and port of USER_SVC_URL."""
+"""Runs user_svc (see internal/services/user_svc/) on the host and port of USER_SVC_URL."""
 
 from internal.services.runner import serve
 

@@ -10,14 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-SERVICES = ("client_svc", "user_svc", "job_svc", "email_svc", "image_svc")
-DEFAULT_PORTS = {
-    "client_svc": 4000,
-    "user_svc": 8081,
-    "job_svc": 8082,
-    "email_svc": 8083,
-    "image_svc": 8084,
-}
+from internal import registry
 
 
 class ConfigError(ValueError):
@@ -63,7 +56,7 @@ class Settings:
         """The host and port a service process listens on."""
         if self.service_bind:
             return _host_and_port(f"http://{self.service_bind}", "SERVICE_BIND")
-        return _host_and_port(self.url(service), _url_variable(service))
+        return _host_and_port(self.url(service), registry.BY_NAME[service].url_variable)
 
     def worker_metrics_bind(self) -> tuple[str, int]:
         """The host and port a job worker serves its /metrics on."""
@@ -77,10 +70,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     data_dir = Path(_str(env, "MCSV_DATA_DIR", "var")).resolve()
     urls = {
-        service: _url_list(
-            env, _url_variable(service), f"http://127.0.0.1:{DEFAULT_PORTS[service]}"
+        service.name: _url_list(
+            env, service.url_variable, f"http://127.0.0.1:{service.default_port}"
         )
-        for service in SERVICES
+        for service in registry.SERVICES
     }
     return Settings(
         data_dir=data_dir,
@@ -111,10 +104,6 @@ def _host_and_port(url: str, variable: str) -> tuple[str, int]:
     if parts.hostname is None or parts.port is None:
         raise ConfigError(f"{variable} must include a host and a port")
     return parts.hostname, parts.port
-
-
-def _url_variable(service: str) -> str:
-    return service.upper().replace("_SVC", "_SVC_URL")
 
 
 def _str(env: Mapping[str, str], name: str, default: str) -> str:

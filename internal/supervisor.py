@@ -19,12 +19,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from internal import config
+from internal import config, registry
 
 ROOT = Path(__file__).resolve().parents[1]
-COLOURS = {
-    "client_svc": 36, "user_svc": 32, "job_svc": 33, "email_svc": 35, "image_svc": 34,
-}  # fmt: skip
+COLOURS = {service.name: service.log_colour for service in registry.SERVICES}
 
 
 class SupervisorError(RuntimeError):
@@ -72,7 +70,7 @@ class System:
     def start(self, ready_timeout: float = 60) -> None:
         """One process per replica URL of each service (see *_SVC_URL), then the workers."""
         settings = self.settings
-        for service in config.SERVICES:
+        for service in registry.NAMES:
             for replica, url in enumerate(settings.urls(service), start=1):
                 name = service if replica == 1 else f"{service}-{replica}"
                 argv = [sys.executable, str(ROOT / "cmd" / f"{service}.py")]
@@ -125,7 +123,7 @@ class System:
         """Waits until every service answers 200 on /ready; fails early if a process exits."""
         deadline = time.monotonic() + timeout
         settings = self.settings
-        pending = {url for service in config.SERVICES for url in settings.urls(service)}
+        pending = {url for service in registry.NAMES for url in settings.urls(service)}
         while pending:
             self.check_alive()
             for url in sorted(pending):

@@ -1,14 +1,16 @@
 """Traces (OpenTelemetry, OTLP), JSON logs and Prometheus metrics for every service and worker.
 
 configure(service) at process start; service apps are wrapped by ObservedTwirp with the
-TwirpObserver hook; outgoing calls use async_client()/sync_client(); the job queue carries
-trace context (inject_into, TracingMiddleware)."""
+TwirpObserver hook; outgoing calls go through TracingTransport/TracingSyncTransport (put under
+every HTTP client by internal.peers); the job queue carries trace context (inject_into,
+TracingMiddleware). This package provides transports, hooks and middleware; it builds no
+clients."""
 
 from __future__ import annotations
 
 from internal.observability.asgi import ObservedTwirp, TwirpObserver
 from internal.observability.context import tag
-from internal.observability.http import async_client, sync_client
+from internal.observability.http import TracingSyncTransport, TracingTransport
 from internal.observability.logs import configure_logging
 from internal.observability.queue import TracingMiddleware, inject_into
 from internal.observability.tracing import configure_tracing, tracer
@@ -23,12 +25,12 @@ def configure(service: str) -> None:
 __all__ = [
     "ObservedTwirp",
     "TracingMiddleware",
+    "TracingSyncTransport",
+    "TracingTransport",
     "TwirpObserver",
-    "async_client",
     "configure",
     "configure_tracing",
     "inject_into",
-    "sync_client",
     "tag",
     "tracer",
 ]

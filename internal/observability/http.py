@@ -1,12 +1,12 @@
-"""httpx clients for the services: every call gets a client span (Twirp calls named after
-their RPC), carries the W3C trace context and the request id in its headers, and is counted
-in the client metrics. Pass them to the generated clients as `http_client=`."""
+"""httpx transports that observe outgoing calls: every call gets a client span (Twirp calls
+named after their RPC), carries the W3C trace context and the request id in its headers, and
+Twirp calls are counted in the client metrics. internal.peers puts them under the HTTP
+clients it gives the generated clients."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 
 import httpx
 from opentelemetry import propagate, trace
@@ -14,7 +14,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from internal.observability import context, metrics
 from internal.observability.tracing import tracer
-from internal.rpc.balance import BalancedSyncTransport, BalancedTransport, Replicas
 
 
 def _route(request: httpx.Request) -> tuple[str, str] | None:
@@ -113,19 +112,3 @@ class TracingSyncTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
-
-
-def async_client(timeout: float | None = None, replicas: Sequence[str] = ()) -> httpx.AsyncClient:
-    """A traced client; with `replicas` (a service's base URLs), its calls are spread over
-    them, whatever base URL the generated client was given."""
-    inner = BalancedTransport(Replicas(replicas)) if replicas else None
-    return httpx.AsyncClient(
-        transport=TracingTransport(inner), timeout=timeout, follow_redirects=False
-    )
-
-
-def sync_client(timeout: float | None = None, replicas: Sequence[str] = ()) -> httpx.Client:
-    inner = BalancedSyncTransport(Replicas(replicas)) if replicas else None
-    return httpx.Client(
-        transport=TracingSyncTransport(inner), timeout=timeout, follow_redirects=False
-    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import peewee
 import pytest
 
-from internal import config
+from internal import config, registry
 from internal.data import DatabaseURLError, create_tables, open_database
 from tests.support.servers import ROOT
 
@@ -21,7 +21,7 @@ def documented() -> dict[str, str]:
 def read_variables() -> set[str]:
     source = (ROOT / "internal" / "config.py").read_text()
     names = set(re.findall(r'_(?:str|int|float)\(env, "([A-Z_]+)"', source))
-    return names | {config._url_variable(s) for s in config.SERVICES}
+    return names | {service.url_variable for service in registry.SERVICES}
 
 
 def test_every_variable_read_is_documented_and_every_documented_one_is_read() -> None:

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from internal import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "observability"
 PROMETHEUS_DIR = OBSERVABILITY / "prometheus"
@@ -31,7 +33,7 @@ COMPOSE_DIR = ROOT / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 
 # The services built from compose/Dockerfile: ours.
-APP_SERVICES = ("client_svc", "user_svc", "job_svc", "email_svc", "image_svc", "worker")
+APP_SERVICES = (*registry.NAMES, "worker")
 
 
 def read_yaml(path: Path) -> Any:

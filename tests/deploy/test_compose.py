@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from internal import config
+from internal import registry
 from tests.deploy import files
 
 DOCKERFILE = files.COMPOSE_DIR / "Dockerfile"
@@ -91,9 +91,9 @@ def test_settings_come_from_the_optional_env_file_and_compose_addresses() -> Non
         assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
         assert environment["MCSV_LOG_FORMAT"] == "json"  # what Promtail parses
         assert "mcsv-data:/data" in files.services()[name]["volumes"]
-        for service, port in config.DEFAULT_PORTS.items():
-            variable = service.upper().replace("_SVC", "_SVC_URL")
-            assert environment[variable] == f"http://{service}:{port}", (name, variable)
+        for service in registry.SERVICES:
+            expected = f"http://{service.name}:{service.default_port}"
+            assert environment[service.url_variable] == expected, (name, service.url_variable)
 
 
 def documented_settings() -> set[str]:
@@ -111,8 +111,9 @@ def test_every_setting_compose_gives_our_services_is_one_they_read() -> None:
 
 
 def test_our_services_publish_their_ports_and_check_readiness_with_python() -> None:
-    for service, port in config.DEFAULT_PORTS.items():
-        assert files.services()[service]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    for service in registry.SERVICES:
+        port = service.default_port
+        assert files.services()[service.name]["ports"] == [f"127.0.0.1:{port}:{port}"]
     for name in files.APP_SERVICES:
         test = files.services()[name]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"], name  # the slim image has no curl or wget

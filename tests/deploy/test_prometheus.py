@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from internal import config
+from internal import registry
 from internal.observability.metrics import EXPORTED_NAMES
 from tests.deploy import files, promql
 
@@ -89,7 +89,7 @@ def test_compose_targets_are_the_five_services_on_their_compose_addresses() -> N
         for group in files.read_json(files.COMPOSE_TARGETS)
         for target in group["targets"]
     }
-    expected = {f"{service}:{port}": service for service, port in config.DEFAULT_PORTS.items()}
+    expected = {f"{s.name}:{s.default_port}": s.name for s in registry.SERVICES}
     assert targets == expected
     for target, service in targets.items():
         url = files.environment(service)[f"{service.upper().replace('_SVC', '_SVC_URL')}"]

@@ -7,19 +7,27 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
+from mcsv.twirp import SyncClient
 from mcsv.v1 import common_pb2
 
-from internal import config
-from internal.services import client_svc
+from internal import config, registry
+from internal.peers import SyncPeers
+from internal.services.client_svc import service as client_svc
 from internal.supervisor import System, running
 from tests.support.servers import free_port
+
+ClientT = TypeVar("ClientT", bound=SyncClient)
 
 
 def system_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {"MCSV_DATA_DIR": str(data_dir)}
-    for service in config.SERVICES:
-        env[config._url_variable(service)] = f"http://127.0.0.1:{free_port()}"
+    for service in registry.SERVICES:
+        env[service.url_variable] = f"http://127.0.0.1:{free_port()}"
+    # Worker N serves its metrics on this port + N - 1: not the default 9100, which another
+    # system on this machine may hold.
+    env["WORKER_METRICS_URL"] = f"http://127.0.0.1:{free_port()}"
     # Quick retries, so that the resilience tests take seconds.
     env.update(JOB_MIN_BACKOFF_MS="200", JOB_MAX_BACKOFF_MS="1000", JOB_MAX_RETRIES="12")
     env.update(extra)
@@ -39,6 +47,13 @@ def whole_system(
             yield system
     finally:
         log.close()
+
+
+@contextmanager
+def peer(settings: config.Settings, client_type: type[ClientT]) -> Iterator[ClientT]:
+    """A typed client of one service, built as the services build theirs (internal.peers)."""
+    with SyncPeers(settings) as peers:
+        yield peers.client(client_type)
 
 
 def wait_for(

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 
+from internal import registry
 from internal.supervisor import ROOT, System
 from tests.e2e.system import whole_system
 from tests.support.servers import free_port
@@ -33,7 +34,7 @@ def prometheus_config(directory: Path, system: System) -> Path:
     settings = system.settings
     groups = [
         {"targets": [urlsplit(settings.url(service)).netloc], "labels": {"service": service}}
-        for service in ("client_svc", "user_svc", "job_svc", "email_svc", "image_svc")
+        for service in registry.NAMES
     ] + [
         {"targets": [urlsplit(url).netloc], "labels": {"service": "job_worker"}}
         for url in system.worker_metrics_urls()

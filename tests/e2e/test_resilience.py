@@ -1,11 +1,13 @@
-"""Nothing is lost when parts fail: a job worker SIGKILLed in the middle of jobs, and email_svc
-down for a while. Real processes, real signals."""
+"""Nothing is lost when parts fail: a job worker SIGKILLed in the middle of jobs, email_svc
+down for a while, and a job the queue gives up on. Real processes, real signals."""
 
 from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -14,17 +16,25 @@ from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
+from internal.peers import SyncPeers
+from internal.supervisor import ROOT
 from tests.e2e.backends import BACKENDS, backend_env
 from tests.e2e.images import make_image
-from tests.e2e.system import succeeded, wait_for, whole_system
+from tests.e2e.system import peer, succeeded, wait_for, whole_system
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
-E = job_pb2.JobEventType
+
+
+def event_names(events: Iterable[job_pb2.JobEvent]) -> list[str]:
+    return [job_pb2.JobEventType.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in events]
 
 
 def events(jobs: JobServiceClient, job_id: str) -> list[str]:
     answer = jobs.get_job(job_pb2.GetJobRequest(id=job_id))
-    return [E.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in answer.events]
+    return [
+        job_pb2.JobEventType.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in answer.events
+    ]
 
 
 def final_history(jobs: JobServiceClient, job_id: str, timeout: float = 30) -> list[str]:
@@ -32,7 +42,9 @@ def final_history(jobs: JobServiceClient, job_id: str, timeout: float = 30) -> l
     deadline = time.monotonic() + timeout
     while True:
         answer = jobs.get_job(job_pb2.GetJobRequest(id=job_id))
-        history = [E.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in answer.events]
+        history = [
+            job_pb2.JobEventType.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in answer.events
+        ]
         if history[-1] in ("COMPLETED", "DISCARDED", "CANCELLED") or time.monotonic() > deadline:
             return history
         time.sleep(0.05)
@@ -58,8 +70,8 @@ def test_a_worker_killed_mid_job_loses_nothing(
     ):
         settings = system.settings
         with (
-            UserServiceClient(settings.url("user_svc")) as users,
-            JobServiceClient(settings.url("job_svc")) as jobs,
+            peer(settings, UserServiceClient) as users,
+            peer(settings, JobServiceClient) as jobs,
         ):
             owner = users.create_user(
                 user_pb2.CreateUserRequest(name="Owner", email="owner@example.com")
@@ -112,7 +124,7 @@ def test_a_worker_killed_mid_job_loses_nothing(
                 history = final_history(jobs, job_id)
                 assert history[-1] == "COMPLETED" and history.count("STARTED") == 2, history
 
-        with EmailServiceClient(settings.url("email_svc")) as emails:
+        with peer(settings, EmailServiceClient) as emails:
             sent = emails.list_emails(
                 email_pb2.ListEmailsRequest(user_id=owner.id, page_size=1000)
             ).emails
@@ -132,8 +144,8 @@ def test_jobs_retry_while_email_svc_is_down_and_complete_once_it_is_back(
         settings = system.settings
         system.kill("email_svc", signal.SIGTERM)
         with (
-            UserServiceClient(settings.url("user_svc")) as users,
-            JobServiceClient(settings.url("job_svc")) as jobs,
+            peer(settings, UserServiceClient) as users,
+            peer(settings, JobServiceClient) as jobs,
         ):
             created = [
                 users.create_user(
@@ -153,10 +165,43 @@ def test_jobs_retry_while_email_svc_is_down_and_complete_once_it_is_back(
             for answer in created:
                 final_history(jobs, answer.job_id)  # recorded just after the client hears
                 job = jobs.get_job(job_pb2.GetJobRequest(id=answer.job_id))
-                history = [E.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in job.events]
+                history = [
+                    job_pb2.JobEventType.Name(e.type).removeprefix("JOB_EVENT_TYPE_")
+                    for e in job.events
+                ]
                 assert history[-1] == "COMPLETED"
                 assert history.count("FAILED") >= 1 and history.count("FAILED") == len(
                     job.job.errors
                 )
                 assert "unavailable" in job.job.errors[0].message
                 assert job.job.state == job_pb2.JOB_STATE_COMPLETED
+
+
+def test_a_job_the_queue_gives_up_on_is_discarded_and_its_failure_reported(
+    tmp_path: Path,
+) -> None:
+    """job_svc gives jobs 13 attempts (JOB_MAX_RETRIES=12) but this worker's queue retries
+    none (its JOB_MAX_RETRIES=0), and email_svc is down: the queue gives the message up after
+    the first failed attempt, which the job's row still counts as retryable. The worker hears
+    of it and discards the job, and the client is told the welcome email failed."""
+    with whole_system(tmp_path, workers=0) as system:
+        system.kill("email_svc", signal.SIGTERM)
+        system.start_child(
+            "worker-1",
+            [sys.executable, str(ROOT / "cmd" / "job_worker.py"), "--threads", "1"],
+            {"JOB_MAX_RETRIES": "0", "WORKER_METRICS_URL": f"http://127.0.0.1:{free_port()}"},
+        )
+        with SyncPeers(system.settings) as peers:
+            users, jobs = peers.client(UserServiceClient), peers.client(JobServiceClient)
+            created = users.create_user(
+                user_pb2.CreateUserRequest(name="Given Up", email="given-up@example.com")
+            )
+            received = wait_for(system, "email", {created.user.id}, timeout=60)
+            history = final_history(jobs, created.job_id)
+            job = jobs.get_job(job_pb2.GetJobRequest(id=created.job_id))
+    delivery = received[created.user.id].request.email_delivered
+    assert delivery.outcome == common_pb2.OUTCOME_FAILED and delivery.job_id == created.job_id
+    assert "DeliverEmail" in delivery.error
+    assert history == ["ENQUEUED", "STARTED", "FAILED", "RETRY_SCHEDULED", "DISCARDED"]
+    assert job.job.state == job_pb2.JOB_STATE_DISCARDED and job.job.attempt == 1
+    assert job.events[-1].message.startswith("given up by the job queue: ")

@@ -22,7 +22,7 @@ from mcsv.v1.job_twirp import JobServiceClient
 from internal.storage import open_storage
 from internal.supervisor import ROOT
 from tests.e2e.backends import backend_env
-from tests.e2e.system import whole_system
+from tests.e2e.system import peer, whole_system
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -55,8 +55,8 @@ def test_1000_emails_and_50_conversions_with_replicas_and_a_killed_worker(
             tmp_path, workers=3, env=backend, IMAGE_SVC_URL=image_replicas,
             JOB_VISIBILITY_TIMEOUT_SECONDS="5",
         ) as system,
-        JobServiceClient(system.settings.url("job_svc")) as jobs,
-        EmailServiceClient(system.settings.url("email_svc")) as emails,
+        peer(system.settings, JobServiceClient) as jobs,
+        peer(system.settings, EmailServiceClient) as emails,
     ):  # fmt: skip
         load = subprocess.Popen(
             [sys.executable, str(ROOT / "cmd" / "client_svc.py"), "load", "--users", str(USERS),

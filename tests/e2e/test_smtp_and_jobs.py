@@ -13,11 +13,10 @@ from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
-from tests.e2e.system import succeeded, wait_for, whole_system
+from tests.e2e.system import peer, succeeded, wait_for, whole_system
 from tests.mail.smtp_server import PASSWORD, USERNAME, smtp_server
 
 pytestmark = pytest.mark.slow
-E = job_pb2.JobEventType
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # on purpose
@@ -26,7 +25,7 @@ def test_welcome_emails_go_out_over_smtp(tmp_path: Path) -> None:
         mail_url = f"smtp://{USERNAME}:{PASSWORD}@127.0.0.1:{server.port}"
         sender = "mcsv <hello@mcsv.test>"
         with whole_system(tmp_path, MAIL_URL=mail_url, MAIL_FROM=sender) as system:
-            with UserServiceClient(system.settings.url("user_svc")) as users:
+            with peer(system.settings, UserServiceClient) as users:
                 created = [
                     users.create_user(
                         user_pb2.CreateUserRequest(name=f"Smtp {i}", email=f"smtp{i}@example.com")
@@ -35,7 +34,7 @@ def test_welcome_emails_go_out_over_smtp(tmp_path: Path) -> None:
                 ]
             arrived = wait_for(system, "email", {u.id for u in created})
             assert all(succeeded(r) for r in arrived.values())
-            with EmailServiceClient(system.settings.url("email_svc")) as emails:
+            with peer(system.settings, EmailServiceClient) as emails:
                 listed = emails.list_emails(email_pb2.ListEmailsRequest()).emails
             assert {e.backend for e in listed} == {email_pb2.DELIVERY_BACKEND_SMTP}
         by_recipient = {r.rcpt_tos[0]: r for r in server.received}
@@ -52,14 +51,14 @@ def test_welcome_emails_go_out_over_smtp(tmp_path: Path) -> None:
 def test_cancel_retry_list_and_history_over_rpc(tmp_path: Path) -> None:
     with (
         whole_system(tmp_path) as system,
-        UserServiceClient(system.settings.url("user_svc")) as users,
-        JobServiceClient(system.settings.url("job_svc")) as jobs,
+        peer(system.settings, UserServiceClient) as users,
+        peer(system.settings, JobServiceClient) as jobs,
     ):
         owner = users.create_user(user_pb2.CreateUserRequest(name="Jo", email="jo@example.com"))
         wait_for(system, "email", {owner.user.id})
         done = jobs.get_job(job_pb2.GetJobRequest(id=owner.job_id))
         assert done.job.state == job_pb2.JOB_STATE_COMPLETED
-        assert [E.Name(e.type) for e in done.events] == [
+        assert [job_pb2.JobEventType.Name(e.type) for e in done.events] == [
             "JOB_EVENT_TYPE_ENQUEUED", "JOB_EVENT_TYPE_STARTED", "JOB_EVENT_TYPE_COMPLETED",
         ]  # fmt: skip
         assert done.job.email.recipient == "jo@example.com" and done.job.worker
@@ -82,7 +81,9 @@ def test_cancel_retry_list_and_history_over_rpc(tmp_path: Path) -> None:
             if again.job.state == job_pb2.JOB_STATE_DISCARDED:
                 break
             time.sleep(0.1)
-        history = [E.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in again.events]
+        history = [
+            job_pb2.JobEventType.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in again.events
+        ]
         assert history == [
             "ENQUEUED", "STARTED", "FAILED", "DISCARDED",
             "RETRIED", "STARTED", "FAILED", "DISCARDED",

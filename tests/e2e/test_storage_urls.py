@@ -19,7 +19,7 @@ from mcsv.v1.user_twirp import UserServiceClient
 from internal.storage import LocalStorage
 from internal.supervisor import System
 from tests.e2e.images import make_image
-from tests.e2e.system import wait_for, whole_system
+from tests.e2e.system import peer, wait_for, whole_system
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 @pytest.fixture(scope="module")
 def users(system: System) -> Iterator[UserServiceClient]:
-    with UserServiceClient(system.settings.url("user_svc")) as client:
+    with peer(system.settings, UserServiceClient) as client:
         yield client
 
 
@@ -82,7 +82,7 @@ def test_tampered_and_expired_urls_are_refused(system: System, users: UserServic
 def test_an_unsigned_url_on_the_storage_origin_is_refused_by_the_storage(system: System) -> None:
     origin = system.settings.storage_public_url
     with (
-        ImageServiceClient(system.settings.url("image_svc")) as images,
+        peer(system.settings, ImageServiceClient) as images,
         pytest.raises(TwirpError) as refused,
     ):
         images.convert_to_pdf(

@@ -19,11 +19,13 @@ from mcsv.v1.image_twirp import ImageServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import AsyncUserServiceClient, UserServiceClient
 
+from internal import registry
+from internal.peers import AsyncPeers
 from internal.storage import open_storage
 from internal.supervisor import System
 from tests.e2e.backends import BACKENDS, backend_env
 from tests.e2e.images import make_image
-from tests.e2e.system import succeeded, wait_for, whole_system
+from tests.e2e.system import peer, succeeded, wait_for, whole_system
 
 pytestmark = pytest.mark.slow
 MAX_UPLOAD = 2 * 1024 * 1024
@@ -44,14 +46,15 @@ def system(
 
 @pytest.fixture(scope="module")
 def users(system: System) -> Iterator[UserServiceClient]:
-    with UserServiceClient(system.settings.url("user_svc")) as client:
+    with peer(system.settings, UserServiceClient) as client:
         yield client
 
 
 def test_200_welcome_emails_at_concurrency_10_all_arrive(system: System) -> None:
     async def create_all() -> dict[str, user_pb2.User]:
         limit = asyncio.Semaphore(10)
-        async with AsyncUserServiceClient(system.settings.url("user_svc")) as client:
+        async with AsyncPeers(system.settings) as peers:
+            client = peers.client(AsyncUserServiceClient)
 
             async def create(index: int) -> user_pb2.User:
                 async with limit:
@@ -68,7 +71,7 @@ def test_200_welcome_emails_at_concurrency_10_all_arrive(system: System) -> None
     created = asyncio.run(create_all())
     arrived = wait_for(system, "email", set(created))
     assert all(succeeded(r) for r in arrived.values())
-    with EmailServiceClient(system.settings.url("email_svc")) as emails:
+    with peer(system.settings, EmailServiceClient) as emails:
         for user_id, received in arrived.items():
             delivery = received.request.email_delivered
             email = emails.get_email(email_pb2.GetEmailRequest(id=delivery.email_id)).email
@@ -123,7 +126,7 @@ def test_a_conversion_gives_a_pdf_of_the_right_page_size_a_link_and_an_email(
 
     stored = users.get_conversion(user_pb2.GetConversionRequest(id=accepted.id)).conversion
     assert stored.state == user_pb2.CONVERSION_STATE_SUCCEEDED
-    with EmailServiceClient(system.settings.url("email_svc")) as emails:
+    with peer(system.settings, EmailServiceClient) as emails:
         sent = emails.list_emails(email_pb2.ListEmailsRequest(user_id=owner.id)).emails
         templates = {e.template for e in sent}
         assert common_pb2.EMAIL_TEMPLATE_CONVERSION_COMPLETE in templates
@@ -154,7 +157,7 @@ def test_a_corrupt_image_is_a_failed_conversion_reported_and_recorded(
     report = finished.request.conversion_finished
     assert report.outcome == common_pb2.OUTCOME_FAILED
     assert "refused" in report.error
-    with JobServiceClient(system.settings.url("job_svc")) as jobs:
+    with peer(system.settings, JobServiceClient) as jobs:
         job = jobs.get_job(job_pb2.GetJobRequest(id=accepted.job_id))
     assert job.job.state == job_pb2.JOB_STATE_DISCARDED
     assert job.job.attempt == 1  # bad input is not retried
@@ -202,7 +205,7 @@ def test_upload_errors_are_clear(users: UserServiceClient) -> None:
 
 
 def test_unknown_ids_are_not_found(system: System, users: UserServiceClient) -> None:
-    with JobServiceClient(system.settings.url("job_svc")) as jobs:
+    with peer(system.settings, JobServiceClient) as jobs:
         for call in (
             lambda: users.get_user(user_pb2.GetUserRequest(id="nope")),
             lambda: users.get_conversion(user_pb2.GetConversionRequest(id="nope")),
@@ -225,7 +228,7 @@ def test_unknown_ids_are_not_found(system: System, users: UserServiceClient) -> 
 def test_image_svc_refuses_urls_outside_the_storage(system: System, source_url: str) -> None:
     origin = urlsplit(system.settings.storage_public_url).netloc
     with (
-        ImageServiceClient(system.settings.url("image_svc")) as images,
+        peer(system.settings, ImageServiceClient) as images,
         pytest.raises(TwirpError) as refused,
     ):
         images.convert_to_pdf(
@@ -239,7 +242,7 @@ def test_image_svc_refuses_urls_outside_the_storage(system: System, source_url: 
 
 
 def test_readiness_and_health(system: System) -> None:
-    for service in ("client_svc", "user_svc", "job_svc", "email_svc", "image_svc"):
+    for service in registry.NAMES:
         ready = httpx.get(system.settings.url(service) + "/ready")
         assert ready.status_code == 200 and ready.json()["ready"] is True
         assert httpx.get(system.settings.url(service) + "/health").status_code == 200
@@ -248,7 +251,7 @@ def test_readiness_and_health(system: System) -> None:
 
 
 def test_queue_stats_account_for_every_job(system: System) -> None:
-    with JobServiceClient(system.settings.url("job_svc")) as jobs:
+    with peer(system.settings, JobServiceClient) as jobs:
         stats = {s.queue: s for s in jobs.get_queue_stats(job_pb2.GetQueueStatsRequest()).queues}
         listed = jobs.list_jobs(job_pb2.ListJobsRequest(queue="emails", page_size=5))
     assert stats["emails"].completed >= 200

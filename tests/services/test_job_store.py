@@ -10,16 +10,15 @@ from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, job_pb2
 
 from internal import config
-from internal.services import job_svc, paging
-from internal.services.job_svc import CONVERSION, EMAIL, JobStore
-
-S, E = job_pb2.JobState, job_pb2.JobEventType
+from internal.services.common import paging
+from internal.services.job_svc.models import CONVERSION, EMAIL, job_message
+from internal.services.job_svc.store import JobStore, open_jobs
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> JobStore:
     settings = config.load({"MCSV_DATA_DIR": str(tmp_path), "JOB_MAX_RETRIES": "2"})
-    return job_svc.open_jobs(settings)
+    return open_jobs(settings)
 
 
 def email_args(user: str = "u1") -> job_pb2.EmailJobArgs:
@@ -33,7 +32,7 @@ def email_args(user: str = "u1") -> job_pb2.EmailJobArgs:
 
 def history(store: JobStore, job_id: str) -> list[str]:
     _, events = store.get(job_id)
-    return [E.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in events]
+    return [job_pb2.JobEventType.Name(e.type).removeprefix("JOB_EVENT_TYPE_") for e in events]
 
 
 def test_enqueue_is_idempotent_on_its_key(store: JobStore) -> None:
@@ -53,8 +52,8 @@ def test_a_job_that_fails_is_retried_then_discarded_with_all_its_errors(store: J
         store.fail(running, f"boom {attempt}", retry_in=None if last else 0.5)
     assert store.start(job.id, "w:1") is None  # discarded jobs never run again
     row, events = store.get(job.id)
-    message = job_svc.job_message(row)
-    assert message.state == S.JOB_STATE_DISCARDED
+    message = job_message(row)
+    assert message.state == job_pb2.JOB_STATE_DISCARDED
     assert [e.message for e in message.errors] == ["boom 1", "boom 2", "boom 3"]
     assert message.email.recipient == "u1@example.com"
     assert history(store, job.id) == [
@@ -75,6 +74,19 @@ def test_a_completed_job_delivered_again_is_not_run(store: JobStore) -> None:
     assert history(store, job.id) == ["ENQUEUED", "STARTED", "COMPLETED"]
 
 
+def test_a_job_the_queue_gave_up_on_is_discarded_unless_it_finished(store: JobStore) -> None:
+    job, _ = store.enqueue(EMAIL, email_args(), "k")
+    running = store.start(job.id, "w:1")
+    assert running is not None
+    store.fail(running, "boom", retry_in=0.5)
+    discarded = store.discard(job.id, "given up by the job queue: boom")
+    assert discarded is not None and discarded.state == job_pb2.JOB_STATE_DISCARDED
+    assert store.discard(job.id, "again") is None  # finished: nothing changes
+    assert store.discard("nope", "unknown") is None
+    assert history(store, job.id) == ["ENQUEUED", "STARTED", "FAILED", "RETRY_SCHEDULED",
+                                      "DISCARDED"]  # fmt: skip
+
+
 def test_cancel_and_manual_retry(store: JobStore) -> None:
     job, _ = store.enqueue(EMAIL, email_args(), "k")
     with pytest.raises(TwirpError) as refused:
@@ -86,7 +98,7 @@ def test_cancel_and_manual_retry(store: JobStore) -> None:
         store.cancel(job.id, "twice")
     assert again.value.code is ErrorCode.FAILED_PRECONDITION
     retried = store.retry(job.id)
-    assert retried.state == S.JOB_STATE_AVAILABLE and retried.attempt == 0
+    assert retried.state == job_pb2.JOB_STATE_AVAILABLE and retried.attempt == 0
     assert history(store, job.id) == ["ENQUEUED", "CANCELLED", "RETRIED"]
     with pytest.raises(TwirpError) as missing:
         store.get("nope")
@@ -108,9 +120,12 @@ def test_stats_and_pages(store: JobStore) -> None:
     rest, no_more = store.page("emails", 0, "", limit=3, offset=3)
     assert more and not no_more
     assert [j.id for j in first + rest] == list(reversed(ids))  # newest first
-    done, _ = store.page("", S.JOB_STATE_COMPLETED, "deliver_email", limit=10, offset=0)
+    done, _ = store.page("", job_pb2.JOB_STATE_COMPLETED, "deliver_email", limit=10, offset=0)
     assert [j.id for j in done] == [ids[0]]
-    assert conversion.queue == "conversions"
+    conversions, _ = store.page("conversions", 0, "", limit=10, offset=0)
+    assert [j.id for j in conversions] == [conversion.id]  # a conversion job is on its own queue
+    by_actor, _ = store.page("", 0, "convert_image", limit=10, offset=0)
+    assert [j.id for j in by_actor] == [conversion.id]
 
 
 def test_page_tokens_round_trip_and_bad_ones_are_invalid() -> None:

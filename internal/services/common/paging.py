@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from internal.services.errors import invalid_argument
+from internal.services.common.errors import invalid_argument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

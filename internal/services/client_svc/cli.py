@@ -23,7 +23,8 @@ from mcsv.v1 import common_pb2, user_pb2
 from mcsv.v1.user_twirp import AsyncUserServiceClient
 
 from internal import config, observability
-from internal.services import client_svc
+from internal.peers import AsyncPeers
+from internal.services.client_svc import service as client_svc
 
 
 @dataclass
@@ -92,11 +93,8 @@ def sample_image(index: int, fmt: str) -> bytes:
 class Driver:
     def __init__(self, settings: config.Settings, concurrency: int) -> None:
         self.settings = settings
-        self.users = AsyncUserServiceClient(
-            settings.url("user_svc"),
-            timeout=60,
-            http_client=observability.async_client(replicas=settings.urls("user_svc")),
-        )
+        self.peers = AsyncPeers(settings)
+        self.users = self.peers.client(AsyncUserServiceClient, timeout=60)
         self.limit = asyncio.Semaphore(concurrency)
         self.notifications = client_svc.open_notifications(settings)
         self.emails = Workflow("welcome emails", "email")
@@ -201,7 +199,7 @@ async def run_load(settings: config.Settings, args: argparse.Namespace) -> int:
     for workflow in (driver.emails, driver.conversions):
         if workflow.started or workflow.refused:
             print("\n".join(workflow.summary()))
-    await driver.users.aclose()
+    await driver.peers.aclose()
     incomplete = any(
         len(w.finished) < len(w.started) or w.refused for w in (driver.emails, driver.conversions)
     )
@@ -231,7 +229,7 @@ async def run_demo(settings: config.Settings, args: argparse.Namespace) -> int:
         )
     for workflow in (driver.emails, driver.conversions):
         print("\n".join(workflow.summary()))
-    await driver.users.aclose()
+    await driver.peers.aclose()
     complete = all(len(w.finished) == len(w.started) for w in (driver.emails, driver.conversions))
     return 0 if complete and not driver.emails.refused else 1
 

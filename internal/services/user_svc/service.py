@@ -16,74 +16,20 @@ from mcsv.twirp import Context, ErrorCode, TwirpError
 from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
 from mcsv.v1.client_twirp import AsyncClientServiceClient
 from mcsv.v1.job_twirp import AsyncJobServiceClient
-from mcsv.v1.user_twirp_server import UserServiceServer
-from starlette.applications import Starlette
 
 from internal import config, observability, storage
-from internal.data import create_tables, insert_once, open_database, write_transaction
-from internal.services.app import service_app
-from internal.services.errors import found, invalid_argument, require, require_email
-from internal.services.times import now, timestamp
+from internal.data import insert_once, write_transaction
+from internal.services.common.errors import found, invalid_argument, require, require_email
+from internal.services.common.times import now, timestamp
+from internal.services.user_svc.models import (
+    ConversionRow,
+    UserRow,
+    conversion_message,
+    user_message,
+)
 
-NAME = "user_svc"
-C = user_pb2.ConversionState
 # What a stored file may be called: the upload's name, reduced to safe characters.
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class UserRow(peewee.Model):
-    id = peewee.TextField(primary_key=True)
-    name = peewee.TextField()
-    email = peewee.TextField(unique=True)
-    created_at = peewee.DoubleField()
-
-    class Meta:
-        table_name = "users"
-
-
-class ConversionRow(peewee.Model):
-    id = peewee.TextField(primary_key=True)
-    user_id = peewee.TextField(index=True)
-    filename = peewee.TextField()
-    options = peewee.BlobField()  # ConversionOptions
-    state = peewee.IntegerField()
-    job_id = peewee.TextField(default="")
-    source_key = peewee.TextField()
-    source_bytes = peewee.IntegerField()
-    pdf_url = peewee.TextField(default="")
-    result = peewee.BlobField(null=True)  # ConversionResult
-    error = peewee.TextField(default="")
-    created_at = peewee.DoubleField()
-    finished_at = peewee.DoubleField(null=True)
-
-    class Meta:
-        table_name = "conversions"
-
-
-MODELS = [UserRow, ConversionRow]
-
-
-def user_message(row: UserRow) -> user_pb2.User:
-    return user_pb2.User(
-        id=row.id, name=row.name, email=row.email, created_at=timestamp(row.created_at)
-    )
-
-
-def conversion_message(row: ConversionRow) -> user_pb2.Conversion:
-    return user_pb2.Conversion(
-        id=row.id,
-        user_id=row.user_id,
-        filename=row.filename,
-        options=common_pb2.ConversionOptions.FromString(bytes(row.options)),
-        state=C.Name(row.state),
-        job_id=row.job_id,
-        source_bytes=row.source_bytes,
-        pdf_url=row.pdf_url,
-        result=common_pb2.ConversionResult.FromString(bytes(row.result)) if row.result else None,
-        error=row.error,
-        created_at=timestamp(row.created_at),
-        finished_at=timestamp(row.finished_at),
-    )
 
 
 class UserService:
@@ -199,7 +145,14 @@ class UserService:
         row = await asyncio.to_thread(
             self._record_upload, conversion_id, user.id, filename, options, source_key, size
         )
-        job = await self.jobs.enqueue_conversion(job_pb2.EnqueueConversionRequest(args=args))
+        try:
+            job = await self.jobs.enqueue_conversion(job_pb2.EnqueueConversionRequest(args=args))
+        except BaseException:
+            # The caller is told the upload failed, so nothing of it may stay behind. (Should
+            # job_svc have enqueued it after all, its answer lost, the job finds no conversion
+            # and is discarded.)
+            await asyncio.to_thread(self._forget_upload, row)
+            raise
         row.job_id = job.job.id
         await asyncio.to_thread(self._save, row)
         return user_pb2.ConvertImageResponse(conversion=conversion_message(row))
@@ -219,11 +172,16 @@ class UserService:
                 user_id=user_id,
                 filename=filename,
                 options=options.SerializeToString(),
-                state=C.CONVERSION_STATE_PENDING,
+                state=user_pb2.CONVERSION_STATE_PENDING,
                 source_key=source_key,
                 source_bytes=size,
                 created_at=time.time(),
             )
+
+    def _forget_upload(self, row: ConversionRow) -> None:
+        self.store.delete(row.source_key)
+        with self.database.connection_context():
+            row.delete_instance()
 
     def _save(self, row: ConversionRow) -> None:
         with self.database.connection_context():
@@ -262,60 +220,14 @@ class UserService:
         """Records the outcome (again, harmlessly, for a repeated report) and removes the
         uploaded original: the PDF is what is kept."""
         succeeded = report.outcome == common_pb2.OUTCOME_SUCCEEDED
-        if row.state == C.CONVERSION_STATE_SUCCEEDED and not succeeded:
+        if row.state == user_pb2.CONVERSION_STATE_SUCCEEDED and not succeeded:
             return  # a late failure of a repeated attempt does not undo a finished PDF
-        row.state = C.CONVERSION_STATE_SUCCEEDED if succeeded else C.CONVERSION_STATE_FAILED
+        row.state = (
+            user_pb2.CONVERSION_STATE_SUCCEEDED if succeeded else user_pb2.CONVERSION_STATE_FAILED
+        )
         row.pdf_url = report.pdf_url
         row.result = report.result.SerializeToString() if report.HasField("result") else None
         row.error = report.error
         row.finished_at = row.finished_at or time.time()
         self._save(row)
         self.store.delete(row.source_key)
-
-
-def create_app(settings: config.Settings) -> Starlette:
-    database = open_database(settings.database_url_for(NAME))
-    create_tables(database, MODELS, service=NAME)
-    store = storage.open_storage(
-        settings.storage_url, public_url=settings.storage_public_url, secret=settings.storage_secret
-    )
-    timeout = settings.rpc_timeout_seconds
-    jobs = AsyncJobServiceClient(
-        settings.url("job_svc"),
-        timeout=timeout,
-        http_client=observability.async_client(replicas=settings.urls("job_svc")),
-    )
-    client = AsyncClientServiceClient(
-        settings.url("client_svc"),
-        timeout=timeout,
-        http_client=observability.async_client(replicas=settings.urls("client_svc")),
-    )
-    service = UserService(database, store, jobs, client, settings)
-
-    async def database_ready() -> str | None:
-        with database.connection_context():
-            UserRow.select().limit(1).execute()
-        return None
-
-    async def storage_ready() -> str | None:
-        await asyncio.to_thread(store.exists, "health/probe")
-        return None
-
-    async def close_clients() -> None:
-        await jobs.aclose()
-        await client.aclose()
-
-    routes = (
-        storage.storage_routes(store, max_put_bytes=settings.max_upload_bytes * 4)
-        if isinstance(store, storage.LocalStorage)
-        else []
-    )
-    return service_app(
-        NAME,
-        [UserServiceServer(service=service)],
-        ready_checks={"database": database_ready, "storage": storage_ready},
-        routes=routes,
-        # The upload RPC carries the image: room for it plus the rest of the message.
-        max_body_bytes=settings.max_upload_bytes + 64 * 1024,
-        on_shutdown=[close_clients],
-    )

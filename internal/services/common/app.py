@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from hypercorn.asyncio import serve
@@ -21,18 +21,17 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from internal.observability import ObservedTwirp, TwirpObserver
 from internal.rpc import DEFAULT_MAX_BODY_BYTES, TwirpApp
+from internal.services.common.readiness import READY_TIMEOUT_SECONDS, ReadyProbe, run_probe
 
 log = logging.getLogger(__name__)
-
-# A readiness check: returns None when the dependency is usable, or what is wrong.
-ReadyCheck = Callable[[], Awaitable[str | None]]
 
 
 def service_app(
     name: str,
     servers: Sequence[Any],
     *,
-    ready_checks: dict[str, ReadyCheck] | None = None,
+    ready_checks: Mapping[str, ReadyProbe] | None = None,
+    ready_timeout: float = READY_TIMEOUT_SECONDS,
     routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
@@ -49,7 +48,7 @@ def service_app(
         return PlainTextResponse(f"{name} alive")
 
     async def ready(_: Request) -> Response:
-        results = {check: await _run_check(run) for check, run in checks.items()}
+        results = {check: await run_probe(probe, ready_timeout) for check, probe in checks.items()}
         failing = {check: problem for check, problem in results.items() if problem}
         body = {"service": name, "ready": not failing, "checks": results}
         return JSONResponse(body, status_code=503 if failing else 200)
@@ -75,13 +74,6 @@ def service_app(
         ],
         lifespan=lifespan,
     )
-
-
-async def _run_check(check: ReadyCheck) -> str | None:
-    try:
-        return await asyncio.wait_for(check(), timeout=5)
-    except Exception as exc:  # a readiness probe reports, it does not fail
-        return f"{type(exc).__name__}: {exc}"
 
 
 def run(app: Starlette, host: str, port: int) -> None:

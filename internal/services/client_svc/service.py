@@ -1,5 +1,5 @@
 """client_svc: receives the final callback of every workflow and keeps it, once per
-notification id. Its CLI (internal/services/client_cli.py) drives the workflows and reads
+notification id. Its CLI (internal/services/client_svc/cli.py) drives the workflows and reads
 these notifications back."""
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ from dataclasses import dataclass
 import peewee
 from mcsv.twirp import Context
 from mcsv.v1 import client_pb2
-from mcsv.v1.client_twirp_server import ClientServiceServer
-from starlette.applications import Starlette
 
 from internal import config
 from internal.data import create_tables, open_database
-from internal.services.app import service_app
-from internal.services.errors import invalid_argument, require
+from internal.services.common.errors import invalid_argument, require
 
 NAME = "client_svc"
 
@@ -95,17 +92,3 @@ def received_since(database: peewee.Database, since: float) -> list[Received]:
             )
             for row in query
         ]
-
-
-def create_app(settings: config.Settings) -> Starlette:
-    database = open_notifications(settings)
-
-    async def database_ready() -> str | None:
-        with database.connection_context():
-            Notification.select().limit(1).execute()
-        return None
-
-    service = ClientService(database)
-    return service_app(
-        NAME, [ClientServiceServer(service=service)], ready_checks={"database": database_ready}
-    )

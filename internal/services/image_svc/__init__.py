@@ -1,0 +1,2 @@
+"""image_svc: PNG/JPEG to PDF through presigned URLs. The ImageService RPC (service) and its
+app."""

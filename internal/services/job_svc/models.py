@@ -1,0 +1,117 @@
+"""job_svc's tables (jobs and their append-only history of events), the kinds of job, and
+both as the contracts carry them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import peewee
+from google.protobuf.message import Message
+from mcsv.v1 import job_pb2
+
+from internal.services.common.times import timestamp
+
+NAME = "job_svc"
+FINAL_STATES = (
+    job_pb2.JOB_STATE_COMPLETED,
+    job_pb2.JOB_STATE_DISCARDED,
+    job_pb2.JOB_STATE_CANCELLED,
+)
+
+
+ArgsT = TypeVar("ArgsT", bound=Message)
+
+
+@dataclass(frozen=True)
+class JobKind(Generic[ArgsT]):
+    """One kind of job: where it is queued, which actor runs it, and what its args are."""
+
+    queue: str
+    actor: str
+    args_field: str  # the Job.args oneof member
+    args_type: type[ArgsT]
+
+    def parse_args(self, stored: bytes) -> ArgsT:
+        """A job's args as stored in its row."""
+        return self.args_type.FromString(bytes(stored))
+
+
+EMAIL = JobKind("emails", "deliver_email", "email", job_pb2.EmailJobArgs)
+CONVERSION = JobKind("conversions", "convert_image", "conversion", job_pb2.ConversionJobArgs)
+KINDS: dict[str, JobKind[Any]] = {kind.actor: kind for kind in (EMAIL, CONVERSION)}
+
+
+class JobRow(peewee.Model):
+    id = peewee.TextField(primary_key=True)
+    idempotency_key = peewee.TextField(unique=True)
+    queue = peewee.TextField(index=True)
+    actor = peewee.TextField()
+    state = peewee.IntegerField(index=True)
+    attempt = peewee.IntegerField(default=0)
+    max_attempts = peewee.IntegerField()
+    args = peewee.BlobField()
+    errors = peewee.TextField(default="[]")  # JSON: [{attempt, message, failed_at}]
+    inserted_at = peewee.DoubleField(index=True)
+    scheduled_at = peewee.DoubleField(null=True)
+    attempted_at = peewee.DoubleField(null=True)
+    finished_at = peewee.DoubleField(null=True)
+    worker = peewee.TextField(default="")
+
+    class Meta:
+        table_name = "jobs"
+
+
+class JobEventRow(peewee.Model):
+    job_id = peewee.TextField(index=True)
+    sequence = peewee.IntegerField()
+    type = peewee.IntegerField()
+    occurred_at = peewee.DoubleField()
+    attempt = peewee.IntegerField(default=0)
+    message = peewee.TextField(default="")
+    worker = peewee.TextField(default="")
+
+    class Meta:
+        table_name = "job_events"
+        indexes = ((("job_id", "sequence"), True),)
+
+
+MODELS = [JobRow, JobEventRow]
+
+
+def job_message(job: JobRow) -> job_pb2.Job:
+    kind = KINDS[job.actor]
+    message = job_pb2.Job(
+        id=job.id,
+        queue=job.queue,
+        actor=job.actor,
+        state=job_pb2.JobState.Name(job.state),
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        worker=job.worker,
+        inserted_at=timestamp(job.inserted_at),
+        scheduled_at=timestamp(job.scheduled_at),
+        attempted_at=timestamp(job.attempted_at),
+        finished_at=timestamp(job.finished_at),
+        errors=[
+            job_pb2.JobAttemptError(
+                attempt=e["attempt"], message=e["message"], failed_at=timestamp(e["failed_at"])
+            )
+            for e in json.loads(job.errors)
+        ],
+    )
+    getattr(message, kind.args_field).ParseFromString(bytes(job.args))
+    return message
+
+
+def event_message(event: JobEventRow) -> job_pb2.JobEvent:
+    return job_pb2.JobEvent(
+        job_id=event.job_id,
+        sequence=event.sequence,
+        type=job_pb2.JobEventType.Name(event.type),
+        occurred_at=timestamp(event.occurred_at),
+        attempt=event.attempt,
+        message=event.message,
+        worker=event.worker,
+    )

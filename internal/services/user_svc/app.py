@@ -1,0 +1,47 @@
+"""user_svc's app: the UserService RPCs, its peers job_svc and client_svc, and, with the file
+storage backend, the routes that serve its presigned URLs."""
+
+from __future__ import annotations
+
+from mcsv.v1.client_twirp import AsyncClientServiceClient
+from mcsv.v1.job_twirp import AsyncJobServiceClient
+from mcsv.v1.user_twirp_server import UserServiceServer
+from starlette.applications import Starlette
+
+from internal import config, storage
+from internal.data import create_tables, open_database
+from internal.peers import AsyncPeers
+from internal.services.common.app import service_app
+from internal.services.common.readiness import database_probe
+from internal.services.user_svc.models import MODELS, NAME, UserRow
+from internal.services.user_svc.service import UserService
+
+
+def create_app(settings: config.Settings) -> Starlette:
+    database = open_database(settings.database_url_for(NAME))
+    create_tables(database, MODELS, service=NAME)
+    store = storage.open_storage(
+        settings.storage_url, public_url=settings.storage_public_url, secret=settings.storage_secret
+    )
+    peers = AsyncPeers(settings)
+    jobs = peers.client(AsyncJobServiceClient)
+    client = peers.client(AsyncClientServiceClient)
+    service = UserService(database, store, jobs, client, settings)
+
+    routes = (
+        storage.storage_routes(store, max_put_bytes=settings.max_upload_bytes * 4)
+        if isinstance(store, storage.LocalStorage)
+        else []
+    )
+    return service_app(
+        NAME,
+        [UserServiceServer(service=service)],
+        ready_checks={
+            "database": database_probe(database, UserRow),
+            "storage": lambda: store.exists("health/probe"),
+        },
+        routes=routes,
+        # The upload RPC carries the image: room for it plus the rest of the message.
+        max_body_bytes=settings.max_upload_bytes + 64 * 1024,
+        on_shutdown=[peers.aclose],
+    )

@@ -1,0 +1,66 @@
+"""user_svc's tables (users, and the conversions they asked for) and their messages as the
+contracts carry them."""
+
+from __future__ import annotations
+
+import peewee
+from mcsv.v1 import common_pb2, user_pb2
+
+from internal.services.common.times import timestamp
+
+NAME = "user_svc"
+
+
+class UserRow(peewee.Model):
+    id = peewee.TextField(primary_key=True)
+    name = peewee.TextField()
+    email = peewee.TextField(unique=True)
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "users"
+
+
+class ConversionRow(peewee.Model):
+    id = peewee.TextField(primary_key=True)
+    user_id = peewee.TextField(index=True)
+    filename = peewee.TextField()
+    options = peewee.BlobField()  # ConversionOptions
+    state = peewee.IntegerField()
+    job_id = peewee.TextField(default="")
+    source_key = peewee.TextField()
+    source_bytes = peewee.IntegerField()
+    pdf_url = peewee.TextField(default="")
+    result = peewee.BlobField(null=True)  # ConversionResult
+    error = peewee.TextField(default="")
+    created_at = peewee.DoubleField()
+    finished_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "conversions"
+
+
+MODELS = [UserRow, ConversionRow]
+
+
+def user_message(row: UserRow) -> user_pb2.User:
+    return user_pb2.User(
+        id=row.id, name=row.name, email=row.email, created_at=timestamp(row.created_at)
+    )
+
+
+def conversion_message(row: ConversionRow) -> user_pb2.Conversion:
+    return user_pb2.Conversion(
+        id=row.id,
+        user_id=row.user_id,
+        filename=row.filename,
+        options=common_pb2.ConversionOptions.FromString(bytes(row.options)),
+        state=user_pb2.ConversionState.Name(row.state),
+        job_id=row.job_id,
+        source_bytes=row.source_bytes,
+        pdf_url=row.pdf_url,
+        result=common_pb2.ConversionResult.FromString(bytes(row.result)) if row.result else None,
+        error=row.error,
+        created_at=timestamp(row.created_at),
+        finished_at=timestamp(row.finished_at),
+    )
