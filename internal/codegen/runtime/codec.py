@@ -66,13 +66,13 @@ def decode(
             value = json.loads(body.decode("utf-8"))
             if not isinstance(value, dict):
                 raise json_format.ParseError(f"expected a JSON object, got {type(value).__name__}")
-            json_format.ParseDict(value, message, ignore_unknown_fields=True)
             checked = _JsonCheck()
             checked.message(value, message.DESCRIPTOR, "")
             if checked.bad_bytes is not None:
                 raise json_format.ParseError(
                     f"{checked.bad_bytes}: invalid base64 in a bytes field"
                 )
+            json_format.ParseDict(value, message, ignore_unknown_fields=True)
             unknown_name = checked.unknown_enum
         else:
             message.ParseFromString(body)
@@ -164,7 +164,8 @@ def _map_key(key: object) -> str:
 class _JsonCheck:
     """What json_format lets through in a JSON request: bytes fields that are not base64 and
     (ignored with unknown fields) enum names that do not exist. Walks the JSON value beside
-    the message type; shapes that json_format refuses have been refused already."""
+    the message type, before json_format, looking only at values of the expected JSON type:
+    json_format refuses the other shapes."""
 
     def __init__(self) -> None:
         self.bad_bytes: str | None = None
@@ -179,10 +180,13 @@ class _JsonCheck:
                 continue
             where = f"{path}.{field.name}" if path else field.name
             if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                key_field = field.message_type.fields_by_name["key"]
                 value_field = field.message_type.fields_by_name["value"]
+                quoted = key_field.type == FieldDescriptor.TYPE_STRING
                 if isinstance(item, dict):
                     for map_key, map_value in item.items():
-                        self.value(map_value, value_field, f"{where}[{json.dumps(map_key)}]")
+                        shown = json.dumps(map_key) if quoted else str(map_key)
+                        self.value(map_value, value_field, f"{where}[{shown}]")
             elif field.is_repeated:
                 if isinstance(item, list):
                     for index, element in enumerate(item):
