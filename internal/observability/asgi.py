@@ -9,11 +9,10 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any
 
-from mcsv.twirp import ServerContext, ServerHooks, TwirpError
+from mcsv.twirp import ServerContext, ServerHooks, TwirpApp, TwirpError
+from mcsv.twirp.server import Receive, Scope, Send
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -68,10 +67,10 @@ class TwirpObserver(ServerHooks):
 class ObservedTwirp:
     """ASGI middleware around a TwirpApp."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: TwirpApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -152,6 +152,13 @@ def test_the_venv_holds_only_the_package_and_the_asgi_server(served: Served) -> 
         assert found.stdout.strip() == "None", (module, found.stdout, found.stderr)
 
 
+def test_it_answers_the_lifespan_protocol(served: Served) -> None:
+    """Served on its own, TwirpApp answers uvicorn's lifespan startup."""
+    log = (served.venv.parent / "server.log").read_text()
+    assert "Application startup complete." in log, log
+    assert "lifespan" not in log.lower(), log
+
+
 @pytest.mark.parametrize("use_json", [False, True], ids=["protobuf", "json"])
 def test_generated_client_calls_it(served: Served, use_json: bool) -> None:
     notification_id = f"n-{'json' if use_json else 'protobuf'}"

@@ -441,3 +441,69 @@ def test_a_slow_body_within_the_timeout_is_served(slow_body_url: str) -> None:
     )
     assert answer.status == 400, answer
     assert json.loads(answer.body)["code"] == "invalid_argument"
+
+
+# The connection after an error answered before the body was read
+
+
+def exchange(sock: socket.socket, head: str, body: bytes, pause: float = 0.05) -> RawAnswer:
+    """One request on an open connection, its body sent a moment after its head (so that the
+    app answers before the server has the body); reads exactly one answer."""
+    sock.sendall(head.encode("ascii"))
+    time.sleep(pause)
+    sock.sendall(body)
+    started = time.monotonic()
+    received = bytearray()
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed before an answer: {bytes(received)!r}"
+        received += chunk
+    head_bytes, _, payload = bytes(received).partition(b"\r\n\r\n")
+    status_line, *lines = head_bytes.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    while len(payload) < int(headers["content-length"]):
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed in the middle of an answer"
+        payload += chunk
+    return RawAnswer(int(status_line.split(" ")[1]), headers, payload, time.monotonic() - started)
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/twirp/mcsv.v1.JobService/NoSuchMethod", "application/json"),
+        (GET_JOB, "text/plain"),
+    ],
+    ids=["unknown-method", "unknown-content-type"],
+)
+def test_the_connection_serves_on_after_a_bad_route(
+    echo_url: str, path: str, content_type: str
+) -> None:
+    address = urlsplit(echo_url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        body = b"{" + b" " * 30_000 + b"}"
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        first = exchange(sock, head, body)
+        assert first.status == 404
+        assert "connection" not in first.headers
+        second = exchange(sock, _head(GET_JOB, 0), b"")
+        assert second.status == 200
+
+
+def test_a_large_unread_body_closes_the_connection(echo_url: str) -> None:
+    """Over what is read and dropped (64 KiB): the answer closes the connection at once. (Only
+    the head is sent: a server closing on unread bytes would reset the connection.)"""
+    head = (
+        "POST /twirp/mcsv.v1.JobService/NoSuchMethod HTTP/1.1\r\nHost: test\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    answer = send_and_wait_for_close(echo_url, head, b"")
+    assert answer.status == 404
+    assert answer.headers["connection"].lower() == "close"
+    assert answer.elapsed < 5

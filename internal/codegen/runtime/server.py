@@ -11,6 +11,9 @@ wire behaviour of the reference Go server (twitchtv/twirp, protocol v7):
   max_body_bytes, by Content-Length or while reading) and must arrive within
   body_read_timeout seconds (default 10: deadline_exceeded 408); after either the connection
   is closed (Connection: close), since the rest of the body was not read;
+- an error answered before the body was read (a bad route, a hook's refusal) first reads and
+  drops the body, up to 64 KiB, so that the connection can serve the next request (ASGI
+  servers close it otherwise, racing a client that reuses it); a larger one closes it;
 - errors are always the Twirp JSON object with string meta; a handler's unexpected exception
   is internal (logged, no details to the caller), and so is a response of the wrong type;
 - plain handlers run in a thread pool, async handlers on the event loop;
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_BODY_READ_TIMEOUT = 10.0
+_DRAIN_LIMIT = 64 * 1024
 
 # The ASGI callable's types, as ASGI frameworks (Starlette) spell them.
 Scope = MutableMapping[str, Any]
@@ -85,6 +89,23 @@ class _ClosingError(TwirpError):
     connection."""
 
 
+class _Body:
+    """The request body as it arrives through the ASGI receive callable."""
+
+    def __init__(self, receive: Receive, headers: Mapping[str, str]) -> None:
+        self._receive = receive
+        self.length = _content_length(headers)
+        # done: all of it received (a request without Content-Length or chunks has none)
+        self.done = self.length == 0 or (self.length is None and "transfer-encoding" not in headers)
+
+    async def chunk(self) -> bytes:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            raise _ClosingError(ErrorCode.CANCELED, "the client went away before sending the body")
+        self.done = not message.get("more_body", False)
+        return bytes(message.get("body", b""))
+
+
 class TwirpApp:
     """An ASGI app serving ServiceServers. Mount it at the root (or serve it on its own) so
     that every path no other route takes gets a Twirp bad_route, as from the reference
@@ -124,16 +145,16 @@ class TwirpApp:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = ServerContext(scope["method"], scope["path"], _headers(scope))
+        incoming = _Body(receive, ctx.headers)
         try:
-            close = False
             try:
-                body, content_type = await self._answer(ctx, scope, receive)
+                body, content_type = await self._answer(ctx, scope, incoming)
                 headers = {**ctx.response_headers, "content-type": content_type}
                 start = _response_start(200, headers, len(body))
                 ctx.status = 200
             except Exception as exc:
                 error = _as_twirp_error(exc, ctx)
-                close = isinstance(error, _ClosingError)
+                close = isinstance(error, _ClosingError) or not await self._drain(incoming)
                 ctx.status = error.http_status
                 body = error.to_json_bytes()
                 headers = {"content-type": codec.JSON, **({"connection": "close"} if close else {})}
@@ -147,9 +168,7 @@ class TwirpApp:
         finally:
             self._notify("response_sent", lambda hook: hook.response_sent(ctx))
 
-    async def _answer(
-        self, ctx: ServerContext, scope: Scope, receive: Receive
-    ) -> tuple[bytes, str]:
+    async def _answer(self, ctx: ServerContext, scope: Scope, incoming: _Body) -> tuple[bytes, str]:
         """The encoded response and its Content-Type; raises for every error answer."""
         for hook in self.hooks:
             hook.request_received(ctx)
@@ -158,7 +177,8 @@ class TwirpApp:
         route = self._routes.get(_route_path(scope))
         if route is None:
             raise _bad_route(ctx, f"no handler for path {ctx.path!r}")
-        self._check_content_length(ctx)
+        if incoming.length is not None and incoming.length > self.max_body_bytes:
+            raise self._too_large()
         content_type = codec.media_type(ctx.headers.get("content-type"))
         if content_type not in codec.CONTENT_TYPES:
             raise _bad_route(
@@ -168,7 +188,7 @@ class TwirpApp:
         ctx.service_name, ctx.method_name = route.service_name, endpoint.name
         for hook in self.hooks:
             hook.request_routed(ctx)
-        body = await self._read_body(receive)
+        body = await self._read_body(incoming)
         request = codec.decode(body, endpoint.input, content_type, known_enums_only=True)
         response = await _call(endpoint.function, ctx, request)
         if not isinstance(response, endpoint.output):
@@ -181,31 +201,18 @@ class TwirpApp:
             hook.response_prepared(ctx)
         return codec.encode(response, content_type), content_type
 
-    def _check_content_length(self, ctx: ServerContext) -> None:
-        try:
-            length = int(ctx.headers.get("content-length", ""))
-        except ValueError:
-            return
-        if length > self.max_body_bytes:
-            raise self._too_large()
-
-    async def _read_body(self, receive: Receive) -> bytes:
+    async def _read_body(self, incoming: _Body) -> bytes:
         chunks: list[bytes] = []
         size = 0
         try:
             async with asyncio.timeout(self.body_read_timeout):
                 while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _ClosingError(
-                            ErrorCode.CANCELED, "the client went away before sending the body"
-                        )
-                    chunk = message.get("body", b"")
+                    chunk = await incoming.chunk()
                     size += len(chunk)
                     if size > self.max_body_bytes:
                         raise self._too_large()
                     chunks.append(chunk)
-                    if not message.get("more_body", False):
+                    if incoming.done:
                         return b"".join(chunks)
         except TimeoutError:
             raise _ClosingError(
@@ -213,6 +220,24 @@ class TwirpApp:
                 f"the request body did not arrive within {self.body_read_timeout:g} s",
                 {"body_read_timeout": f"{self.body_read_timeout:g}s"},
             ) from None
+
+    async def _drain(self, incoming: _Body) -> bool:
+        """Reads and drops what is left of the body, up to 64 KiB and within body_read_timeout:
+        whether all of it came (then the connection can serve another request)."""
+        if incoming.done:
+            return True
+        if incoming.length is not None and incoming.length > _DRAIN_LIMIT:
+            return False
+        size = 0
+        try:
+            async with asyncio.timeout(self.body_read_timeout):
+                while not incoming.done:
+                    size += len(await incoming.chunk())
+                    if size > _DRAIN_LIMIT:
+                        return False
+        except (TimeoutError, TwirpError):
+            return False
+        return True
 
     def _too_large(self) -> TwirpError:
         return _ClosingError(
@@ -247,6 +272,13 @@ def _headers(scope: Scope) -> dict[str, str]:
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    try:
+        return int(headers["content-length"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _route_path(scope: Scope) -> str:
