@@ -2,8 +2,16 @@
 CodeGeneratorResponse on stdout.
 
 Parameters (buf.gen.yaml `opt`, comma-separated key=value):
-  runtime=<python package>  where the client runtime is written and imported from
-                            (default: <first proto package segment>.twirp, e.g. mcsv.twirp)
+  runtime=<python package>  where the runtime (client transports, ASGI server, errors,
+                            codecs) is written and imported from. Default: <first proto
+                            package segment>.twirp, e.g. mcsv.twirp for mcsv.v1; but for a
+                            proto package whose first segment is itself `twirp` (twirp.x.v1)
+                            it is the top-level package twirp_runtime, so that the runtime
+                            never lives in a package named `twirp` (which the PyPI `twirp`
+                            package also claims) and imports nothing from one.
+
+The runtime must not be the Python package that a .proto file is generated into (their
+modules would mix): such a runtime is refused and asks for the parameter.
 """
 
 from __future__ import annotations
@@ -17,7 +25,17 @@ from .descriptors import TypeIndex
 from .openapi import openapi_documents
 from .python_twirp import HEADER, client_module, server_module
 
-_RUNTIME_FILES = ("__init__.py", "client.py", "codec.py", "context.py", "errors.py")
+_RUNTIME_FILES = (
+    "__init__.py",
+    "client.py",
+    "codec.py",
+    "context.py",
+    "errors.py",
+    "hooks.py",
+    "server.py",
+)
+# The runtime's default name when the first proto package segment is `twirp`.
+TWIRP_PACKAGE_RUNTIME = "twirp_runtime"
 
 
 def generate(request: CodeGeneratorRequest) -> CodeGeneratorResponse:
@@ -47,11 +65,17 @@ def _generate(request: CodeGeneratorRequest) -> list[tuple[str, str]]:
         if not with_services[0].package:
             raise ValueError(
                 f"{with_services[0].name} has no package: give the plugin the Python package "
-                "for the client runtime with the parameter runtime=<package>"
+                "for the runtime with the parameter runtime=<package>"
             )
-        runtime = with_services[0].package.split(".")[0] + ".twirp"
+        runtime = default_runtime(with_services[0].package)
     if params:
         raise ValueError(f"unknown plugin parameters: {', '.join(sorted(params))}")
+    runtime_dir = runtime.replace(".", "/")
+    if clash := sorted(f.name for f in targets if f.name.rpartition("/")[0] == runtime_dir):
+        raise ValueError(
+            f"the runtime package {runtime} is where {clash[0]} is generated: give the "
+            "plugin another Python package for the runtime with the parameter runtime=<package>"
+        )
 
     out: list[tuple[str, str]] = []
     for file in with_services:
@@ -59,8 +83,15 @@ def _generate(request: CodeGeneratorRequest) -> list[tuple[str, str]]:
         out.append(server_module(file, index, runtime))
         out.extend(openapi_documents(file, index))
     out.extend(_runtime_files(runtime))
-    out.extend(_package_markers([name for name, _ in out], runtime))
+    out.extend(_package_markers([name for name, _ in out]))
     return out
+
+
+def default_runtime(proto_package: str) -> str:
+    """The runtime's package for a proto package: <first segment>.twirp, or twirp_runtime
+    when the first segment is `twirp`."""
+    first = proto_package.split(".")[0]
+    return TWIRP_PACKAGE_RUNTIME if first == "twirp" else f"{first}.twirp"
 
 
 def _parameters(parameter: str) -> dict[str, str]:
@@ -74,7 +105,7 @@ def _parameters(parameter: str) -> dict[str, str]:
 
 
 def _runtime_files(runtime: str) -> list[tuple[str, str]]:
-    """The client runtime, copied from internal/codegen/runtime with a generated header."""
+    """The runtime, copied from internal/codegen/runtime with a generated header."""
     directory = runtime.replace(".", "/")
     source = resources.files(__package__) / "runtime"
     header = HEADER.format(source="internal/codegen/runtime")
@@ -84,9 +115,9 @@ def _runtime_files(runtime: str) -> list[tuple[str, str]]:
     ]
 
 
-def _package_markers(paths: list[str], runtime: str) -> list[tuple[str, str]]:
+def _package_markers(paths: list[str]) -> list[tuple[str, str]]:
     """__init__.py for every generated package directory, and a py.typed marker (PEP 561)
-    at the top-level package, so that the generated code is importable and typed."""
+    in each top-level package, so that the generated code is importable and typed."""
     existing = set(paths)
     directories = {
         "/".join(parts[:i])
@@ -100,7 +131,8 @@ def _package_markers(paths: list[str], runtime: str) -> list[tuple[str, str]]:
         for d in sorted(directories)
         if f"{d}/__init__.py" not in existing
     ]
-    markers.append((runtime.split(".")[0] + "/py.typed", ""))
+    top_level = {path.split("/")[0] for path in paths if "/" in path}
+    markers.extend((f"{top}/py.typed", "") for top in sorted(top_level))
     return markers
 
 

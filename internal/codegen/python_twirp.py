@@ -2,9 +2,10 @@
 
 - <name>_twirp.py: per service a typed interface (a Protocol that plain and async
   implementations both satisfy), a sync client and an async client;
-- <name>_twirp_server.py: per service a server class on the `twirp` runtime.
+- <name>_twirp_server.py: per service a server class on the generated runtime's
+  ServiceServer, to serve with its ASGI app TwirpApp.
 
-Clients depend only on protobuf, httpx and the client runtime; servers also on `twirp`.
+Both depend only on protobuf, httpx and the runtime the plugin writes beside them.
 """
 
 from __future__ import annotations
@@ -203,13 +204,10 @@ def server_module(file: FileDescriptorProto, index: TypeIndex, runtime: str) -> 
     client_name = client_mod.rpartition(".")[2]
     out = [
         HEADER.format(source=file.name),
-        # twirp ships no type information; its classes are Any to mypy.
-        '# mypy: disable-error-code="import-untyped, misc"\n',
-        f'"""Twirp servers for {file.name}, on the `twirp` runtime '
-        '(install the `server` extra)."""\n\n',
+        f'"""Twirp servers for {file.name}: serve them with {runtime}.TwirpApp on any ASGI '
+        'server."""\n\n',
         "from __future__ import annotations\n\n",
-        "from twirp.base import Endpoint\n",
-        "from twirp.server import TwirpServer\n\n",
+        f"from {runtime}.server import Endpoint, ServiceServer\n",
         *(line + "\n" for line in imports.lines(extra=client_mod)),
         "\n",
         "__all__ = ["
@@ -224,29 +222,27 @@ def server_module(file: FileDescriptorProto, index: TypeIndex, runtime: str) -> 
 def _server(service: Service, client_name: str, runtime: str) -> str:
     doc = (
         f"Serves an implementation of {service.name} at POST <prefix>/{service.route}/<Method>.\n\n"
-        f"Mount it in an ASGI app that answers a raised {runtime}.TwirpError with its Twirp\n"
-        "error, such as mcsv's internal.rpc.TwirpApp (the plain twirp runtime's app only\n"
-        "knows its own TwirpServerException)."
+        f"Serve it with {runtime}.TwirpApp, an ASGI app with the wire behaviour of the\n"
+        f"reference Twirp server: TwirpApp({service.name}Server(service=impl)) on any ASGI\n"
+        "server (uvicorn, hypercorn), or mounted at the root of another ASGI app."
     )
     out = [
-        f"\n\nclass {service.name}Server(TwirpServer):\n",
+        f"\n\nclass {service.name}Server(ServiceServer):\n",
         docstring(doc, "    "),
-        f'\n    service_name = "{service.route}"\n',
         f"\n    def __init__(\n        self, *, service: {client_name}.{service.name}, "
         f'server_path_prefix: str = "/twirp"\n    ) -> None:\n',
-        "        super().__init__(service=service)\n",
-        f'        self._prefix = server_path_prefix.rstrip("/") + "/{service.route}"\n',
-        "        self._endpoints = {\n",
+        "        super().__init__(\n",
+        f'            "{service.route}",\n',
+        "            [\n",
     ]
     for m in service.methods:
         out.append(
-            f'            "{m.rpc}": Endpoint(\n'
-            f'                service_name="{service.route}",\n'
-            f'                name="{m.rpc}",\n'
-            f"                function=service.{m.py},\n"
-            f"                input={m.input},\n"
-            f"                output={m.output},\n"
-            f"            ),\n"
+            f"                Endpoint(\n"
+            f'                    "{m.rpc}",\n'
+            f"                    service.{m.py},\n"
+            f"                    {m.input},\n"
+            f"                    {m.output},\n"
+            f"                ),\n"
         )
-    out.append("        }\n")
+    out.append("            ],\n            prefix=server_path_prefix,\n        )\n")
     return "".join(out)

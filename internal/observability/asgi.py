@@ -1,21 +1,20 @@
 """Server side: ObservedTwirp wraps a service's ASGI app (a server span per request, with the
-caller's trace context and request id; request metrics), and TwirpObserver, a hook of the
-twirp runtime, tells it which RPC the request was routed to and the Twirp code it ended with.
-Requests that route nowhere are labelled "unrouted", so that labels stay bounded."""
+caller's trace context and request id; request metrics), and TwirpObserver, a ServerHooks of
+the generated runtime's TwirpApp, tells it which RPC the request was routed to and the Twirp
+code it ended with. Requests that route nowhere are labelled "unrouted", so that labels stay
+bounded."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
 import time
-from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any
 
+from mcsv.twirp import ServerContext, ServerHooks, TwirpApp, TwirpError
+from mcsv.twirp.server import Receive, Scope, Send
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from twirp import ctxkeys
-from twirp.hook import TwirpHook
 
 from internal.observability import context, metrics
 from internal.observability.tracing import tracer
@@ -37,13 +36,13 @@ class _Request:
 _CURRENT: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("request", default=None)
 
 
-class TwirpObserver(TwirpHook):  # type: ignore[misc]  # the runtime is untyped
-    def request_routed(self, *args: Any, ctx: Any) -> None:
+class TwirpObserver(ServerHooks):
+    def request_routed(self, ctx: ServerContext) -> None:
         request = _CURRENT.get()
         if request is None:
             return
-        request.rpc_service = ctx.get(ctxkeys.SERVICE_NAME)
-        request.method = ctx.get(ctxkeys.METHOD_NAME)
+        request.rpc_service = ctx.service_name or UNROUTED
+        request.method = ctx.method_name or UNROUTED
         request.routed = True
         context.RPC_SERVICE.set(request.rpc_service)
         context.RPC_METHOD.set(request.method)
@@ -53,12 +52,12 @@ class TwirpObserver(TwirpHook):  # type: ignore[misc]  # the runtime is untyped
         labels = (context.SERVICE.get(), request.rpc_service, request.method)
         metrics.RPC_SERVER_IN_FLIGHT.labels(*labels).inc()
 
-    def error(self, *args: Any, ctx: Any, exc: Any) -> None:
+    def error(self, ctx: ServerContext, error: TwirpError) -> None:
         request = _CURRENT.get()
         if request is not None:
-            request.code = str(getattr(exc.code, "value", exc.code))
+            request.code = error.code.value
 
-    def response_sent(self, *args: Any, ctx: Any) -> None:
+    def response_sent(self, ctx: ServerContext) -> None:
         request = _CURRENT.get()
         if request is not None and request.routed:
             labels = (context.SERVICE.get(), request.rpc_service, request.method)
@@ -68,10 +67,10 @@ class TwirpObserver(TwirpHook):  # type: ignore[misc]  # the runtime is untyped
 class ObservedTwirp:
     """ASGI middleware around a TwirpApp."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: TwirpApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -1,6 +1,2 @@
-"""Serving generated Twirp servers: an ASGI app on the `twirp` runtime with the wire
-behaviour of the reference Go implementation."""
-
-from .server import DEFAULT_MAX_BODY_BYTES, TwirpApp
-
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "TwirpApp"]
+"""What is ours alone about RPC: balancing calls over a service's replicas (balance.py).
+Serving lives in the generated runtime (mcsv.twirp.TwirpApp)."""

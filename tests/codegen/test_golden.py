@@ -4,8 +4,8 @@ mypy --strict, imports beside protoc's python output, and serves and calls every
 
 After an intended change to the plugin's output, rewrite the golden files with
     UPDATE_GOLDEN=1 pytest tests/codegen/test_golden.py
-and review the diff. The client runtime the plugin copies (golden/twirp/) is compared with
-its source, internal/codegen/runtime, rather than with a committed copy.
+and review the diff. The runtime the plugin copies (golden/twirp/) is compared with its
+source, internal/codegen/runtime, rather than with a committed copy.
 """
 
 from __future__ import annotations
@@ -143,8 +143,8 @@ def test_golden_python_modules_compile(tmp_path: Path) -> None:
 
 
 # A user's code for the generated package, type-checked with mypy --strict and then run:
-# implementations checked against the Protocols, served by TwirpApp, and the async clients
-# calling every RPC through it in protobuf and JSON.
+# implementations checked against the Protocols, served by the generated runtime's TwirpApp,
+# and the async clients calling every RPC through it in protobuf and JSON.
 USAGE = '''\
 from __future__ import annotations
 
@@ -154,7 +154,8 @@ from typing import Any
 import httpx
 from google.protobuf import empty_pb2
 
-from golden.twirp import AsyncClient, Context, SyncClient
+from golden.twirp import AsyncClient, Context, SyncClient, TwirpApp
+from golden.twirp.server import ServiceServer
 from golden.v1 import golden_pb2, golden_twirp, golden_twirp_server, shared_pb2
 
 
@@ -197,13 +198,17 @@ class Second:
         return golden_pb2.EverythingResponse(request=request, states=[request.state])
 
 
-def servers() -> list[Any]:
+def servers() -> list[ServiceServer]:
     golden: golden_twirp.GoldenService = Golden()
     second: golden_twirp.SecondService = Second()
     return [
         golden_twirp_server.GoldenServiceServer(service=golden),
         golden_twirp_server.SecondServiceServer(service=second),
     ]
+
+
+def app() -> TwirpApp:
+    return TwirpApp(*servers())
 
 
 def everything_request() -> golden_pb2.EverythingRequest:
@@ -228,7 +233,7 @@ def everything_request() -> golden_pb2.EverythingRequest:
     return request
 
 
-async def call_everything(app: Any, use_json: bool) -> dict[str, Any]:
+async def call_everything(app: TwirpApp, use_json: bool) -> dict[str, Any]:
     async with (
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http,
         golden_twirp.AsyncGoldenServiceClient(
@@ -298,13 +303,12 @@ def facts() -> dict[str, Any]:
     }
 '''
 
-# Runs USAGE against the project's TwirpApp (not type-checked: internal.rpc is the repo's).
+# Runs USAGE: the generated package on its own, nothing of this repository on the path.
 RUNNER = """\
 import asyncio, json
-from internal.rpc import TwirpApp
 import golden_usage
 
-app = TwirpApp(*golden_usage.servers())
+app = golden_usage.app()
 print(json.dumps({
     "protobuf": asyncio.run(golden_usage.call_everything(app, use_json=False)),
     "json": asyncio.run(golden_usage.call_everything(app, use_json=True)),
@@ -348,7 +352,7 @@ def test_generated_package_imports_serves_and_calls(generated: Generated) -> Non
     result = run(
         [sys.executable, "-c", RUNNER],
         cwd=generated.full,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(generated.full), str(ROOT)])},
+        env={**os.environ, "PYTHONPATH": str(generated.full)},
     )
     assert result.returncode == 0, result.stderr
     out: dict[str, Any] = json.loads(result.stdout)

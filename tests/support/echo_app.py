@@ -1,5 +1,5 @@
-"""A Twirp app serving all five mcsv services through the generated servers and TwirpApp, with
-implementations that check the exact request they receive.
+"""A Twirp app serving all five mcsv services through the generated servers and the generated
+runtime's TwirpApp, with implementations that check the exact request they receive.
 
 Each RPC answers an empty request with an empty response and sample(Request) with
 sample(Response); anything else is invalid_argument, with what arrived in meta. UserService
@@ -9,8 +9,10 @@ methods. Headers drive the error paths:
   x-test-crash: 1        the handler raises an unexpected exception
   x-test-wrong-type: 1   the handler returns a message of the wrong type
 
-`stock_app` serves the same implementations on the unmodified `twirp` runtime, to show that
-the generated clients work against a Twirp server that is not ours.
+Settings (environment): MCSV_TEST_MAX_BODY_BYTES, MCSV_TEST_BODY_READ_TIMEOUT (seconds).
+
+`stock_app` serves the same implementations on the unmodified `twirp` PyPI runtime, to show
+that the generated clients work against a Twirp server that is not ours.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from mcsv.twirp import ErrorCode, TwirpError
+from mcsv.twirp import ContextKey, ErrorCode, TwirpApp, TwirpError
+from mcsv.twirp.server import ServiceServer
 from mcsv.v1 import (
     client_pb2,
     client_twirp_server,
@@ -39,11 +42,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
-from twirp import ctxkeys
 from twirp.asgi import TwirpASGIApp
+from twirp.base import Endpoint as StockEndpoint
+from twirp.server import TwirpServer
 
 from internal.codegen.descriptors import snake_case
-from internal.rpc import TwirpApp
 from tests.support.samples import sample
 
 SERVICES = [
@@ -65,7 +68,7 @@ def rpc_types(pb2: Any, service: str) -> dict[str, tuple[type[Message], type[Mes
 
 
 def answer(ctx: Any, request: Message, response_type: type[Message]) -> Message:
-    headers = ctx.get(ctxkeys.RAW_HEADERS) or {}
+    headers = ctx.get(ContextKey.HEADERS) or {}  # the same key on both runtimes
     if code := headers.get("x-test-raise"):
         raise TwirpError(code, f"raised {code} on purpose", {"answer": 42, "code": code})
     if headers.get("x-test-crash"):
@@ -100,7 +103,7 @@ def _handler(response_type: type[Message], sync: bool) -> Callable[..., Any]:
     return handle
 
 
-def servers() -> list[Any]:
+def servers() -> list[ServiceServer]:
     return [
         server_class(service=implementation(name, rpc_types(pb2, name)))
         for pb2, name, server_class in SERVICES
@@ -112,11 +115,33 @@ async def health(_: Request) -> PlainTextResponse:
 
 
 twirp_app = TwirpApp(
-    *servers(), max_body_bytes=int(os.environ.get("MCSV_TEST_MAX_BODY_BYTES", 256 * 1024))
+    *servers(),
+    max_body_bytes=int(os.environ.get("MCSV_TEST_MAX_BODY_BYTES", 256 * 1024)),
+    body_read_timeout=float(os.environ.get("MCSV_TEST_BODY_READ_TIMEOUT", 10)),
 )
 app = Starlette(routes=[Route("/health", health), Mount("/", app=twirp_app)])
 
+
+class StockServer(TwirpServer):  # type: ignore[misc]  # the twirp package is untyped
+    """One of our servers' services as a server of the `twirp` package, built as that
+    package's own code generator builds them (a TwirpServer with its prefix and endpoints)."""
+
+    def __init__(self, ours: ServiceServer) -> None:
+        super().__init__(service=ours)
+        self._prefix = ours.prefix
+        self._endpoints = {
+            name: StockEndpoint(
+                service_name=ours.service_name,
+                name=name,
+                function=endpoint.function,
+                input=endpoint.input,
+                output=endpoint.output,
+            )
+            for name, endpoint in ours.endpoints.items()
+        }
+
+
 stock_twirp = TwirpASGIApp()
 for _server in servers():
-    stock_twirp.add_service(_server)
+    stock_twirp.add_service(StockServer(_server))
 stock_app = Starlette(routes=[Route("/health", health), Mount("/", app=stock_twirp)])

@@ -9,10 +9,11 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from mcsv.twirp import DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, TwirpApp
+from mcsv.twirp.server import ServiceServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,7 +21,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from internal.observability import ObservedTwirp, TwirpObserver
-from internal.rpc import DEFAULT_MAX_BODY_BYTES, TwirpApp
 from internal.services.common.readiness import READY_TIMEOUT_SECONDS, ReadyProbe, run_probe
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,13 @@ log = logging.getLogger(__name__)
 
 def service_app(
     name: str,
-    servers: Sequence[Any],
+    servers: Sequence[ServiceServer],
     *,
     ready_checks: Mapping[str, ReadyProbe] | None = None,
     ready_timeout: float = READY_TIMEOUT_SECONDS,
     routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_read_timeout: float | None = DEFAULT_BODY_READ_TIMEOUT,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     before_metrics: Callable[[], None] | None = None,
 ) -> Starlette:
@@ -68,7 +69,12 @@ def service_app(
             Mount(
                 "/",
                 app=ObservedTwirp(
-                    TwirpApp(*servers, hook=TwirpObserver(), max_body_bytes=max_body_bytes)
+                    TwirpApp(
+                        *servers,
+                        hooks=[TwirpObserver()],
+                        max_body_bytes=max_body_bytes,
+                        body_read_timeout=body_read_timeout,
+                    )
                 ),
             ),
         ],
