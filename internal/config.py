@@ -41,6 +41,8 @@ class Settings:
     job_max_backoff_ms: int
     job_visibility_timeout_seconds: float
     rpc_timeout_seconds: float
+    # How long a server waits for a request's whole body before answering deadline_exceeded.
+    rpc_body_timeout_seconds: float
     imagemagick_timeout_seconds: float
     # Where a job worker serves /metrics; the supervisor gives worker N the port + N - 1.
     worker_metrics_url: str
@@ -94,6 +96,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         job_max_backoff_ms=_int(env, "JOB_MAX_BACKOFF_MS", 30_000),
         job_visibility_timeout_seconds=_float(env, "JOB_VISIBILITY_TIMEOUT_SECONDS", 60.0),
         rpc_timeout_seconds=_float(env, "RPC_TIMEOUT_SECONDS", 30.0),
+        rpc_body_timeout_seconds=_float(env, "RPC_BODY_TIMEOUT_SECONDS", 10.0),
         imagemagick_timeout_seconds=_float(env, "IMAGEMAGICK_TIMEOUT_SECONDS", 60.0),
         worker_metrics_url=_str(env, "WORKER_METRICS_URL", "http://127.0.0.1:9100"),
     )

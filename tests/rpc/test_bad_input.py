@@ -397,12 +397,17 @@ def slow_body_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def service_url() -> Iterator[str]:
-    """The echo servers in a service app served by internal.services.app.run (hypercorn)."""
+def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The echo servers in a service app served as the services are (hypercorn), the body
+    timeout from the settings."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "tests.support.service_process", str(port)]
-    env = {"PYTHONPATH": str(ROOT), "MCSV_TEST_BODY_READ_TIMEOUT": str(BODY_READ_TIMEOUT)}
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "MCSV_DATA_DIR": str(tmp_path_factory.mktemp("service")),
+        "RPC_BODY_TIMEOUT_SECONDS": str(BODY_READ_TIMEOUT),
+    }
     with serving(f"service-{port}", argv, url + "/health", env=env, ready=lambda a: a.is_success):
         yield url
 

@@ -21,6 +21,7 @@ def create_app(settings: config.Settings) -> Starlette:
     service = ClientService(database)
     return service_app(
         NAME,
+        settings,
         [ClientServiceServer(service=service)],
         ready_checks={"database": database_probe(database, Notification)},
     )

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
-from mcsv.twirp import DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, TwirpApp
+from mcsv.twirp import DEFAULT_MAX_BODY_BYTES, TwirpApp
 from mcsv.twirp.server import ServiceServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from internal import config
 from internal.observability import ObservedTwirp, TwirpObserver
 from internal.services.common.readiness import READY_TIMEOUT_SECONDS, ReadyProbe, run_probe
 
@@ -28,13 +29,13 @@ log = logging.getLogger(__name__)
 
 def service_app(
     name: str,
+    settings: config.Settings,
     servers: Sequence[ServiceServer],
     *,
     ready_checks: Mapping[str, ReadyProbe] | None = None,
     ready_timeout: float = READY_TIMEOUT_SECONDS,
     routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    body_read_timeout: float | None = DEFAULT_BODY_READ_TIMEOUT,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     before_metrics: Callable[[], None] | None = None,
 ) -> Starlette:
@@ -73,7 +74,7 @@ def service_app(
                         *servers,
                         hooks=[TwirpObserver()],
                         max_body_bytes=max_body_bytes,
-                        body_read_timeout=body_read_timeout,
+                        body_read_timeout=settings.rpc_body_timeout_seconds,
                     )
                 ),
             ),

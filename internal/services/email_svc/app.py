@@ -31,6 +31,7 @@ def create_app(settings: config.Settings) -> Starlette:
 
     return service_app(
         NAME,
+        settings,
         [EmailServiceServer(service=service)],
         ready_checks={"database": database_probe(database, EmailRow)},
         routes=mailbox_routes(service),

@@ -29,6 +29,7 @@ def create_app(settings: config.Settings) -> Starlette:
 
     return service_app(
         NAME,
+        settings,
         [ImageServiceServer(service=service)],
         ready_checks={"imagemagick": magick.check},
         on_shutdown=[http.aclose],

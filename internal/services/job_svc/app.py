@@ -32,6 +32,7 @@ def create_app(settings: config.Settings) -> Starlette:
     service = JobService(store, sender(broker))
     return service_app(
         NAME,
+        settings,
         [JobServiceServer(service=service)],
         ready_checks={"database": database_probe(store.database, JobRow)},
         on_shutdown=[_closer(broker)],

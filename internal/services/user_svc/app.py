@@ -35,6 +35,7 @@ def create_app(settings: config.Settings) -> Starlette:
     )
     return service_app(
         NAME,
+        settings,
         [UserServiceServer(service=service)],
         ready_checks={
             "database": database_probe(database, UserRow),
