@@ -36,4 +36,11 @@ class ClientServiceServer(TwirpServer):
                 input=client_pb2.ReceiveNotificationRequest,
                 output=client_pb2.ReceiveNotificationResponse,
             ),
+            "ListNotifications": Endpoint(
+                service_name="mcsv.v1.ClientService",
+                name="ListNotifications",
+                function=service.list_notifications,
+                input=client_pb2.ListNotificationsRequest,
+                output=client_pb2.ListNotificationsResponse,
+            ),
         }
