@@ -16,7 +16,7 @@ from mcsv.v1.user_twirp import UserServiceClient
 
 from tests.e2e.backends import BACKENDS, backend_env
 from tests.e2e.images import make_image
-from tests.e2e.system import succeeded, wait_for, whole_system
+from tests.e2e.system import CONVERSION, EMAIL, succeeded, wait_for, whole_system
 
 pytestmark = pytest.mark.slow
 E = job_pb2.JobEventType
@@ -95,8 +95,8 @@ def test_a_worker_killed_mid_job_loses_nothing(
             assert interrupted, "the worker was killed between jobs; nothing to redeliver"
             system.start_worker(2)
 
-            finished = wait_for(system, "conversion", set(conversions), timeout=180)
-            welcomes = wait_for(system, "email", welcomed | {owner.id}, timeout=180)
+            finished = wait_for(system, CONVERSION, set(conversions), timeout=180)
+            welcomes = wait_for(system, EMAIL, welcomed | {owner.id}, timeout=180)
             assert all(succeeded(r) for r in finished.values())
             assert all(succeeded(r) for r in welcomes.values())
 
@@ -147,7 +147,7 @@ def test_jobs_retry_while_email_svc_is_down_and_complete_once_it_is_back(
             assert all("COMPLETED" not in h for h in failing)
 
             system.start_child("email_svc", system.children["email_svc"].argv)
-            arrived = wait_for(system, "email", {c.user.id for c in created}, timeout=120)
+            arrived = wait_for(system, EMAIL, {c.user.id for c in created}, timeout=120)
             assert all(succeeded(r) for r in arrived.values())
 
             for answer in created:
