@@ -32,8 +32,8 @@ class ClientService(Protocol):
     ) -> client_pb2.ListNotificationsResponse | Awaitable[client_pb2.ListNotificationsResponse]:
         """The notifications received, oldest first, optionally only those after a sequence
         number and of one kind. Pollers pass the last sequence they have seen as
-        since_sequence. A bad page_token, or a negative page_size or since_sequence, is
-        invalid_argument naming the field.
+        since_sequence. A bad page_token, a negative page_size or since_sequence, or a kind
+        this version does not know is invalid_argument naming the field.
         """
         ...
 
@@ -72,8 +72,8 @@ class ClientServiceClient(SyncClient):
     ) -> client_pb2.ListNotificationsResponse:
         """The notifications received, oldest first, optionally only those after a sequence
         number and of one kind. Pollers pass the last sequence they have seen as
-        since_sequence. A bad page_token, or a negative page_size or since_sequence, is
-        invalid_argument naming the field.
+        since_sequence. A bad page_token, a negative page_size or since_sequence, or a kind
+        this version does not know is invalid_argument naming the field.
         """
         return self._call(
             "mcsv.v1.ClientService/ListNotifications",
@@ -119,8 +119,8 @@ class AsyncClientServiceClient(AsyncClient):
     ) -> client_pb2.ListNotificationsResponse:
         """The notifications received, oldest first, optionally only those after a sequence
         number and of one kind. Pollers pass the last sequence they have seen as
-        since_sequence. A bad page_token, or a negative page_size or since_sequence, is
-        invalid_argument naming the field.
+        since_sequence. A bad page_token, a negative page_size or since_sequence, or a kind
+        this version does not know is invalid_argument naming the field.
         """
         return await self._call(
             "mcsv.v1.ClientService/ListNotifications",
