@@ -3,6 +3,7 @@ directory, and waiting for the workflows' final callbacks at client_svc."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -10,11 +11,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from mcsv.twirp import SyncClient
-from mcsv.v1 import common_pb2
+from mcsv.v1 import client_pb2, common_pb2
+from mcsv.v1.client_twirp import ClientServiceClient
 
 from internal import config, registry
 from internal.peers import SyncPeers
-from internal.services.client_svc import service as client_svc
 from internal.supervisor import System, running
 from tests.support.servers import free_port
 
@@ -56,31 +57,46 @@ def peer(settings: config.Settings, client_type: type[ClientT]) -> Iterator[Clie
         yield peers.client(client_type)
 
 
+EMAIL = client_pb2.NOTIFICATION_KIND_EMAIL_DELIVERED
+CONVERSION = client_pb2.NOTIFICATION_KIND_CONVERSION_FINISHED
+
+
+def notifications_client(system: System) -> contextlib.AbstractContextManager[ClientServiceClient]:
+    """client_svc's generated client, built as the services build theirs."""
+    return peer(system.settings, ClientServiceClient)
+
+
 def wait_for(
-    system: System, kind: str, subjects: set[str], timeout: float = 120
-) -> dict[str, client_svc.Received]:
+    system: System, kind: client_pb2.NotificationKind, subjects: set[str], timeout: float = 120
+) -> dict[str, client_pb2.Notification]:
     """The final callbacks client_svc received for these workflows, waiting until all came."""
-    database = client_svc.open_notifications(system.settings)
     deadline = time.monotonic() + timeout
-    found: dict[str, client_svc.Received] = {}
-    while time.monotonic() < deadline:
-        system.check_alive()
-        for received in client_svc.received_since(database, 0):
-            if received.kind == kind and received.subject_id in subjects:
-                found.setdefault(received.subject_id, received)
-        if len(found) == len(subjects):
-            return found
-        time.sleep(0.2)
+    found: dict[str, client_pb2.Notification] = {}
+    cursor = 0
+    with notifications_client(system) as notifications:
+        while time.monotonic() < deadline:
+            system.check_alive()
+            page = notifications.list_notifications(
+                client_pb2.ListNotificationsRequest(
+                    since_sequence=cursor, kind=kind, page_size=1000
+                )
+            )
+            for received in page.notifications:
+                if received.subject_id in subjects:
+                    found.setdefault(received.subject_id, received)
+            if page.notifications:
+                cursor = page.notifications[-1].sequence
+            if len(found) == len(subjects):
+                return found
+            if not page.next_page_token:
+                time.sleep(0.2)
     missing = sorted(subjects - set(found))
     raise AssertionError(
-        f"{len(missing)} of {len(subjects)} {kind} workflows missing: {missing[:5]}"
+        f"{len(missing)} of {len(subjects)} {client_pb2.NotificationKind.Name(kind)} "
+        f"workflows missing: {missing[:5]}"
     )
 
 
-def succeeded(received: client_svc.Received) -> bool:
-    event = (
-        received.request.email_delivered
-        if received.kind == "email"
-        else (received.request.conversion_finished)
-    )
+def succeeded(received: client_pb2.Notification) -> bool:
+    event = received.email_delivered if received.kind == EMAIL else received.conversion_finished
     return event.outcome == common_pb2.OUTCOME_SUCCEEDED

@@ -20,7 +20,7 @@ from internal.peers import SyncPeers
 from internal.supervisor import ROOT
 from tests.e2e.backends import BACKENDS, backend_env
 from tests.e2e.images import make_image
-from tests.e2e.system import peer, succeeded, wait_for, whole_system
+from tests.e2e.system import CONVERSION, EMAIL, peer, succeeded, wait_for, whole_system
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -107,8 +107,8 @@ def test_a_worker_killed_mid_job_loses_nothing(
             assert interrupted, "the worker was killed between jobs; nothing to redeliver"
             system.start_worker(2)
 
-            finished = wait_for(system, "conversion", set(conversions), timeout=180)
-            welcomes = wait_for(system, "email", welcomed | {owner.id}, timeout=180)
+            finished = wait_for(system, CONVERSION, set(conversions), timeout=180)
+            welcomes = wait_for(system, EMAIL, welcomed | {owner.id}, timeout=180)
             assert all(succeeded(r) for r in finished.values())
             assert all(succeeded(r) for r in welcomes.values())
 
@@ -159,7 +159,7 @@ def test_jobs_retry_while_email_svc_is_down_and_complete_once_it_is_back(
             assert all("COMPLETED" not in h for h in failing)
 
             system.start_child("email_svc", system.children["email_svc"].argv)
-            arrived = wait_for(system, "email", {c.user.id for c in created}, timeout=120)
+            arrived = wait_for(system, EMAIL, {c.user.id for c in created}, timeout=120)
             assert all(succeeded(r) for r in arrived.values())
 
             for answer in created:
@@ -196,10 +196,10 @@ def test_a_job_the_queue_gives_up_on_is_discarded_and_its_failure_reported(
             created = users.create_user(
                 user_pb2.CreateUserRequest(name="Given Up", email="given-up@example.com")
             )
-            received = wait_for(system, "email", {created.user.id}, timeout=60)
+            received = wait_for(system, EMAIL, {created.user.id}, timeout=60)
             history = final_history(jobs, created.job_id)
             job = jobs.get_job(job_pb2.GetJobRequest(id=created.job_id))
-    delivery = received[created.user.id].request.email_delivered
+    delivery = received[created.user.id].email_delivered
     assert delivery.outcome == common_pb2.OUTCOME_FAILED and delivery.job_id == created.job_id
     assert "DeliverEmail" in delivery.error
     assert history == ["ENQUEUED", "STARTED", "FAILED", "RETRY_SCHEDULED", "DISCARDED"]

@@ -13,7 +13,7 @@ from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
-from tests.e2e.system import peer, succeeded, wait_for, whole_system
+from tests.e2e.system import CONVERSION, EMAIL, peer, succeeded, wait_for, whole_system
 from tests.mail.smtp_server import PASSWORD, USERNAME, smtp_server
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def test_welcome_emails_go_out_over_smtp(tmp_path: Path) -> None:
                     ).user
                     for i in range(5)
                 ]
-            arrived = wait_for(system, "email", {u.id for u in created})
+            arrived = wait_for(system, EMAIL, {u.id for u in created})
             assert all(succeeded(r) for r in arrived.values())
             with peer(system.settings, EmailServiceClient) as emails:
                 listed = emails.list_emails(email_pb2.ListEmailsRequest()).emails
@@ -55,7 +55,7 @@ def test_cancel_retry_list_and_history_over_rpc(tmp_path: Path) -> None:
         peer(system.settings, JobServiceClient) as jobs,
     ):
         owner = users.create_user(user_pb2.CreateUserRequest(name="Jo", email="jo@example.com"))
-        wait_for(system, "email", {owner.user.id})
+        wait_for(system, EMAIL, {owner.user.id})
         done = jobs.get_job(job_pb2.GetJobRequest(id=owner.job_id))
         assert done.job.state == job_pb2.JOB_STATE_COMPLETED
         assert [job_pb2.JobEventType.Name(e.type) for e in done.events] == [
@@ -72,7 +72,7 @@ def test_cancel_retry_list_and_history_over_rpc(tmp_path: Path) -> None:
                 user_id=owner.user.id, filename="x.png", image_data=b"not an image"
             )
         ).conversion
-        wait_for(system, "conversion", {broken.id})
+        wait_for(system, CONVERSION, {broken.id})
         retried = jobs.retry_job(job_pb2.RetryJobRequest(id=broken.job_id)).job
         assert retried.state == job_pb2.JOB_STATE_AVAILABLE and retried.attempt == 0
         deadline = time.monotonic() + 30

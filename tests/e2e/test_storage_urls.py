@@ -19,7 +19,7 @@ from mcsv.v1.user_twirp import UserServiceClient
 from internal.storage import LocalStorage
 from internal.supervisor import System
 from tests.e2e.images import make_image
-from tests.e2e.system import peer, wait_for, whole_system
+from tests.e2e.system import CONVERSION, peer, wait_for, whole_system
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +45,8 @@ def _stored_pdf_url(system: System, users: UserServiceClient) -> tuple[str, str]
             user_id=owner.id, filename="u.png", image_data=make_image("png", 200, 100)
         )
     ).conversion
-    report = wait_for(system, "conversion", {accepted.id})[accepted.id]
-    url = report.request.conversion_finished.pdf_url
+    report = wait_for(system, CONVERSION, {accepted.id})[accepted.id]
+    url = report.conversion_finished.pdf_url
     return url, urlsplit(url).path.removeprefix("/storage/")
 
 

@@ -13,7 +13,8 @@ import httpx
 import pypdf
 import pytest
 from mcsv.twirp import ErrorCode, TwirpError
-from mcsv.v1 import common_pb2, email_pb2, image_pb2, job_pb2, user_pb2
+from mcsv.v1 import client_pb2, common_pb2, email_pb2, image_pb2, job_pb2, user_pb2
+from mcsv.v1.client_twirp import ClientServiceClient
 from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.image_twirp import ImageServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
@@ -25,7 +26,15 @@ from internal.storage import open_storage
 from internal.supervisor import System
 from tests.e2e.backends import BACKENDS, backend_env
 from tests.e2e.images import make_image
-from tests.e2e.system import peer, succeeded, wait_for, whole_system
+from tests.e2e.system import (
+    CONVERSION,
+    EMAIL,
+    notifications_client,
+    peer,
+    succeeded,
+    wait_for,
+    whole_system,
+)
 
 pytestmark = pytest.mark.slow
 MAX_UPLOAD = 2 * 1024 * 1024
@@ -69,11 +78,11 @@ def test_200_welcome_emails_at_concurrency_10_all_arrive(system: System) -> None
         return {user.id: user for user in created}
 
     created = asyncio.run(create_all())
-    arrived = wait_for(system, "email", set(created))
+    arrived = wait_for(system, EMAIL, set(created))
     assert all(succeeded(r) for r in arrived.values())
     with peer(system.settings, EmailServiceClient) as emails:
         for user_id, received in arrived.items():
-            delivery = received.request.email_delivered
+            delivery = received.email_delivered
             email = emails.get_email(email_pb2.GetEmailRequest(id=delivery.email_id)).email
             user = created[user_id]
             assert email.recipient == user.email
@@ -104,8 +113,8 @@ def test_a_conversion_gives_a_pdf_of_the_right_page_size_a_link_and_an_email(
         )
     ).conversion
     assert accepted.state == user_pb2.CONVERSION_STATE_PENDING
-    report = wait_for(system, "conversion", {accepted.id})[accepted.id]
-    finished = report.request.conversion_finished
+    report = wait_for(system, CONVERSION, {accepted.id})[accepted.id]
+    finished = report.conversion_finished
     assert finished.outcome == common_pb2.OUTCOME_SUCCEEDED, finished.error
     result = finished.result
     assert (result.source_width, result.source_height) == (1200, 900)
@@ -153,8 +162,8 @@ def test_a_corrupt_image_is_a_failed_conversion_reported_and_recorded(
             user_id=owner.id, filename="broken.png", image_data=b"\x89PNG not really an image"
         )
     ).conversion
-    finished = wait_for(system, "conversion", {accepted.id})[accepted.id]
-    report = finished.request.conversion_finished
+    finished = wait_for(system, CONVERSION, {accepted.id})[accepted.id]
+    report = finished.conversion_finished
     assert report.outcome == common_pb2.OUTCOME_FAILED
     assert "refused" in report.error
     with peer(system.settings, JobServiceClient) as jobs:
@@ -164,6 +173,77 @@ def test_a_corrupt_image_is_a_failed_conversion_reported_and_recorded(
     assert "refused" in job.job.errors[0].message
     stored = users.get_conversion(user_pb2.GetConversionRequest(id=accepted.id)).conversion
     assert stored.state == user_pb2.CONVERSION_STATE_FAILED and stored.error
+
+
+ListRequest = client_pb2.ListNotificationsRequest
+
+
+def every_notification(
+    client: ClientServiceClient, request: ListRequest
+) -> list[client_pb2.Notification]:
+    """Every page of a listing, following next_page_token with the same filters."""
+    found: list[client_pb2.Notification] = []
+    while True:
+        page = client.list_notifications(request)
+        assert len(page.notifications) <= request.page_size
+        found += page.notifications
+        if not page.next_page_token:
+            return found
+        following = ListRequest()
+        following.CopyFrom(request)
+        following.page_token = page.next_page_token
+        request = following
+
+
+def test_list_notifications_pages_through_many_with_since_and_kind(
+    system: System, users: UserServiceClient
+) -> None:
+    with notifications_client(system) as notifications:
+        start = notifications.list_notifications(ListRequest(page_size=1)).latest_sequence
+        created = {
+            users.create_user(
+                user_pb2.CreateUserRequest(name=f"Lister {i}", email=f"lister{i}@example.com")
+            ).user.id
+            for i in range(30)
+        }
+        owner = sorted(created)[0]
+        converted = {
+            users.convert_image(
+                user_pb2.ConvertImageRequest(
+                    user_id=owner, filename=f"small-{i}.png", image_data=make_image("png", 64, 48)
+                )
+            ).conversion.id
+            for i in range(2)
+        }
+        wait_for(system, EMAIL, created)
+        wait_for(system, CONVERSION, converted)
+
+        listed = every_notification(notifications, ListRequest(since_sequence=start, page_size=7))
+        # Other tests' stragglers may arrive meanwhile; they come after `last`.
+        last = listed[-1].sequence
+        sequences = [n.sequence for n in listed]
+        assert sequences == sorted(set(sequences)) and sequences[0] > start
+        ours = [n for n in listed if n.subject_id in created | converted]
+        assert sorted(n.subject_id for n in ours) == sorted(created | converted)  # once each
+        assert all(n.received_at.seconds and n.sent_at.seconds for n in ours)
+        assert all(n.kind == (EMAIL if n.subject_id in created else CONVERSION) for n in ours)
+
+        def upto_last(request: ListRequest) -> list[client_pb2.Notification]:
+            return [n for n in every_notification(notifications, request) if n.sequence <= last]
+
+        for kind, size in ((EMAIL, 5), (CONVERSION, 1)):
+            of_kind = upto_last(ListRequest(since_sequence=start, kind=kind, page_size=size))
+            assert of_kind == [n for n in listed if n.kind == kind]
+        middle = listed[len(listed) // 2].sequence
+        after_middle = [n for n in listed if n.sequence > middle]
+        assert upto_last(ListRequest(since_sequence=middle, page_size=4)) == after_middle
+        assert upto_last(ListRequest(since_sequence=middle, kind=EMAIL, page_size=3)) == [
+            n for n in after_middle if n.kind == EMAIL
+        ]
+        with pytest.raises(TwirpError) as refused:
+            notifications.list_notifications(ListRequest(page_token="no such token"))
+    assert refused.value.code is ErrorCode.INVALID_ARGUMENT
+    assert refused.value.meta["argument"] == "page_token"
 
 
 @pytest.mark.parametrize(

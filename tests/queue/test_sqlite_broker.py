@@ -200,12 +200,16 @@ def test_an_enqueue_wakes_idle_workers_in_other_processes_at_once(setup: Setup) 
         setup.workers_env(QUEUE_TEST_POLL_INTERVAL="60"), setup.log, processes=2, threads=2
     ) as workers:
         time.sleep(1)  # both processes idle, waiting on their doorbells
-        for index in range(5):
+        for index in range(1, 6):
             send(setup.broker, "record", f"w{index}")
-            wait_for(lambda i=index: len(read_runs(setup.runs, "done")) == i + 1, 10,
-                     f"message {index} to run", workers)  # fmt: skip
+
+            def ran(count: int = index) -> bool:
+                return len(read_runs(setup.runs, "done")) == count
+
+            wait_for(ran, 10, f"message {index} to run", workers)
             time.sleep(0.2)
-    assert sorted(run.key for run in read_runs(setup.runs, "done")) == [f"w{i}" for i in range(5)]
+    done = sorted(run.key for run in read_runs(setup.runs, "done"))
+    assert done == [f"w{i}" for i in range(1, 6)]
 
 
 def test_a_dead_processs_doorbell_is_removed_by_the_next_enqueue(setup: Setup) -> None:

@@ -13,7 +13,7 @@ __all__ = ["AsyncClientServiceClient", "ClientService", "ClientServiceClient"]
 
 
 class ClientService(Protocol):
-    """Receives the final callback of every workflow.
+    """Receives the final callback of every workflow and lists them back.
 
     Implement each method as a plain or an async method taking (ctx, request);
     serve the implementation with ClientServiceServer.
@@ -27,11 +27,21 @@ class ClientService(Protocol):
         """
         ...
 
+    def list_notifications(
+        self, ctx: Context, request: client_pb2.ListNotificationsRequest
+    ) -> client_pb2.ListNotificationsResponse | Awaitable[client_pb2.ListNotificationsResponse]:
+        """The notifications received, oldest first, optionally only those after a sequence
+        number and of one kind. Pollers pass the last sequence they have seen as
+        since_sequence. A bad page_token, a negative page_size or since_sequence, or a kind
+        this version does not know is invalid_argument naming the field.
+        """
+        ...
+
 
 class ClientServiceClient(SyncClient):
     """Blocking Twirp client of mcsv.v1.ClientService.
 
-    Receives the final callback of every workflow.
+    Receives the final callback of every workflow and lists them back.
     """
 
     def receive_notification(
@@ -53,11 +63,32 @@ class ClientServiceClient(SyncClient):
             timeout=timeout,
         )
 
+    def list_notifications(
+        self,
+        request: client_pb2.ListNotificationsRequest,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> client_pb2.ListNotificationsResponse:
+        """The notifications received, oldest first, optionally only those after a sequence
+        number and of one kind. Pollers pass the last sequence they have seen as
+        since_sequence. A bad page_token, a negative page_size or since_sequence, or a kind
+        this version does not know is invalid_argument naming the field.
+        """
+        return self._call(
+            "mcsv.v1.ClientService/ListNotifications",
+            request,
+            client_pb2.ListNotificationsRequest,
+            client_pb2.ListNotificationsResponse,
+            headers=headers,
+            timeout=timeout,
+        )
+
 
 class AsyncClientServiceClient(AsyncClient):
     """asyncio Twirp client of mcsv.v1.ClientService.
 
-    Receives the final callback of every workflow.
+    Receives the final callback of every workflow and lists them back.
     """
 
     async def receive_notification(
@@ -75,6 +106,27 @@ class AsyncClientServiceClient(AsyncClient):
             request,
             client_pb2.ReceiveNotificationRequest,
             client_pb2.ReceiveNotificationResponse,
+            headers=headers,
+            timeout=timeout,
+        )
+
+    async def list_notifications(
+        self,
+        request: client_pb2.ListNotificationsRequest,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> client_pb2.ListNotificationsResponse:
+        """The notifications received, oldest first, optionally only those after a sequence
+        number and of one kind. Pollers pass the last sequence they have seen as
+        since_sequence. A bad page_token, a negative page_size or since_sequence, or a kind
+        this version does not know is invalid_argument naming the field.
+        """
+        return await self._call(
+            "mcsv.v1.ClientService/ListNotifications",
+            request,
+            client_pb2.ListNotificationsRequest,
+            client_pb2.ListNotificationsResponse,
             headers=headers,
             timeout=timeout,
         )

@@ -30,6 +30,12 @@ class ClientServiceServer(ServiceServer):
                     client_pb2.ReceiveNotificationRequest,
                     client_pb2.ReceiveNotificationResponse,
                 ),
+                Endpoint(
+                    "ListNotifications",
+                    service.list_notifications,
+                    client_pb2.ListNotificationsRequest,
+                    client_pb2.ListNotificationsResponse,
+                ),
             ],
             prefix=server_path_prefix,
         )

@@ -1,5 +1,5 @@
 """client_svc's command line: drives both workflows through user_svc and waits for their
-final callbacks, which client_svc (running) stores.
+final callbacks, polling client_svc's ListNotifications.
 
   demo                         a few users, one PNG and one JPEG, shown as they complete
   load --users N --images M    N welcome-email workflows and M conversions at --concurrency,
@@ -18,13 +18,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from mcsv.twirp import TwirpError
-from mcsv.v1 import common_pb2, user_pb2
+from mcsv.twirp import ErrorCode, TwirpError
+from mcsv.v1 import client_pb2, common_pb2, user_pb2
+from mcsv.v1.client_twirp import AsyncClientServiceClient
 from mcsv.v1.user_twirp import AsyncUserServiceClient
 
 from internal import config, observability
 from internal.peers import AsyncPeers
-from internal.services.client_svc import service as client_svc
+
+EMAIL = client_pb2.NOTIFICATION_KIND_EMAIL_DELIVERED
+CONVERSION = client_pb2.NOTIFICATION_KIND_CONVERSION_FINISHED
+# Errors a poll rides out (client_svc restarting or busy): the next poll asks again.
+TRANSIENT = {ErrorCode.UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED}
 
 
 @dataclass
@@ -32,21 +37,23 @@ class Workflow:
     """One kind of workflow in a run: when each was started, and what came back."""
 
     name: str
-    kind: str  # client_svc notification kind: "email" or "conversion"
+    kind: client_pb2.NotificationKind  # EMAIL or CONVERSION
     started: dict[str, float] = field(default_factory=dict)  # subject id -> start time
     refused: list[str] = field(default_factory=list)  # errors starting a workflow
-    finished: dict[str, client_svc.Received] = field(default_factory=dict)
+    finished: dict[str, client_pb2.Notification] = field(default_factory=dict)
 
     def outcome(self, subject_id: str) -> int:
-        request = self.finished[subject_id].request
-        event = request.email_delivered if self.kind == "email" else request.conversion_finished
+        notification = self.finished[subject_id]
+        event = (
+            notification.email_delivered if self.kind == EMAIL else notification.conversion_finished
+        )
         return event.outcome
 
     def summary(self) -> list[str]:
         completed = [s for s in self.finished if self.outcome(s) == common_pb2.OUTCOME_SUCCEEDED]
         failed = [s for s in self.finished if s not in completed]
         missing = len(self.started) - len(self.finished)
-        latencies = sorted(self.finished[s].received_at - self.started[s] for s in self.finished)
+        latencies = sorted(received_at(self.finished[s]) - self.started[s] for s in self.finished)
         lines = [
             f"{self.name}: {len(self.started) + len(self.refused)} started, "
             f"{len(completed)} completed, {len(failed)} failed, {missing} missing"
@@ -54,7 +61,7 @@ class Workflow:
         ]
         if latencies:
             first = min(self.started.values())
-            last = max(r.received_at for r in self.finished.values())
+            last = max(received_at(n) for n in self.finished.values())
             p50, p95, p99 = (percentile(latencies, q) * 1000 for q in (50, 95, 99))
             throughput = len(latencies) / max(last - first, 1e-6)
             lines.append(
@@ -68,9 +75,16 @@ class Workflow:
         return lines
 
     def error(self, subject_id: str) -> str:
-        request = self.finished[subject_id].request
-        event = request.email_delivered if self.kind == "email" else request.conversion_finished
+        notification = self.finished[subject_id]
+        event = (
+            notification.email_delivered if self.kind == EMAIL else notification.conversion_finished
+        )
         return event.error
+
+
+def received_at(notification: client_pb2.Notification) -> float:
+    """When client_svc received it, in unix seconds."""
+    return notification.received_at.ToNanoseconds() / 1e9
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -95,10 +109,39 @@ class Driver:
         self.settings = settings
         self.peers = AsyncPeers(settings)
         self.users = self.peers.client(AsyncUserServiceClient, timeout=60)
+        self.notifications = self.peers.client(AsyncClientServiceClient, timeout=60)
         self.limit = asyncio.Semaphore(concurrency)
-        self.notifications = client_svc.open_notifications(settings)
-        self.emails = Workflow("welcome emails", "email")
-        self.conversions = Workflow("conversions", "conversion")
+        self.emails = Workflow("welcome emails", EMAIL)
+        self.conversions = Workflow("conversions", CONVERSION)
+        self.cursor = 0  # the last notification sequence read
+
+    async def start_from_now(self) -> None:
+        """Skips the notifications of earlier runs: reading starts after the newest one."""
+        latest = await self.notifications.list_notifications(
+            client_pb2.ListNotificationsRequest(page_size=1)
+        )
+        self.cursor = latest.latest_sequence
+
+    async def read_new(self) -> list[client_pb2.Notification]:
+        """The notifications received since the last call, every page of them."""
+        found: list[client_pb2.Notification] = []
+        token = ""
+        while True:
+            page = await self.notifications.list_notifications(
+                client_pb2.ListNotificationsRequest(
+                    since_sequence=self.cursor, page_size=1000, page_token=token
+                )
+            )
+            found += page.notifications
+            token = page.next_page_token
+            if not token:
+                break
+        if found:
+            self.cursor = found[-1].sequence
+        return found
+
+    async def close(self) -> None:
+        await self.peers.aclose()
 
     async def create_user(self, index: int) -> str | None:
         name, email = f"User {index}", f"user{index}.{time.time_ns()}@example.com"
@@ -143,14 +186,18 @@ class Driver:
             )
         )
 
-    async def wait(self, since: float, timeout: float, progress: Callable[[], None]) -> None:
+    async def wait(self, timeout: float, progress: Callable[[], None]) -> None:
         """Polls client_svc's notifications until every started workflow is accounted for."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for received in await asyncio.to_thread(
-                client_svc.received_since, self.notifications, since
-            ):
-                workflow = self.emails if received.kind == "email" else self.conversions
+            try:
+                new = await self.read_new()
+            except TwirpError as exc:
+                if exc.code not in TRANSIENT:
+                    raise
+                new = []
+            for received in new:
+                workflow = self.emails if received.kind == EMAIL else self.conversions
                 if received.subject_id in workflow.started:
                     workflow.finished.setdefault(received.subject_id, received)
             progress()
@@ -179,7 +226,7 @@ async def gather_limited(tasks: list[Awaitable[object]], progress: Callable[[], 
 
 async def run_load(settings: config.Settings, args: argparse.Namespace) -> int:
     driver = Driver(settings, args.concurrency)
-    since = time.time() - 1
+    await driver.start_from_now()
     show = _progress(driver, quiet=args.quiet)
     print(
         f"load: {args.users} users and {args.images} images at concurrency {args.concurrency} "
@@ -193,13 +240,13 @@ async def run_load(settings: config.Settings, args: argparse.Namespace) -> int:
     if owner is not None:
         tasks += [driver.convert(owner, i) for i in range(args.images)]
     await gather_limited(tasks, show)
-    await driver.wait(since, args.timeout, show)
+    await driver.wait(args.timeout, show)
     if not args.quiet:
         print(file=sys.stderr)
     for workflow in (driver.emails, driver.conversions):
         if workflow.started or workflow.refused:
             print("\n".join(workflow.summary()))
-    await driver.peers.aclose()
+    await driver.close()
     incomplete = any(
         len(w.finished) < len(w.started) or w.refused for w in (driver.emails, driver.conversions)
     )
@@ -208,19 +255,19 @@ async def run_load(settings: config.Settings, args: argparse.Namespace) -> int:
 
 async def run_demo(settings: config.Settings, args: argparse.Namespace) -> int:
     driver = Driver(settings, concurrency=4)
-    since = time.time() - 1
+    await driver.start_from_now()
     user_ids = [await driver.create_user(i) for i in range(1, 4)]
     owner = next((u for u in user_ids if u), None)
     if owner is not None:
         for index in (0, 1):  # one PNG, one JPEG
             await driver.convert(owner, index)
-    await driver.wait(since, args.timeout, lambda: None)
+    await driver.wait(args.timeout, lambda: None)
     for subject, received in driver.emails.finished.items():
-        delivery = received.request.email_delivered
+        delivery = received.email_delivered
         print(f"welcome email for {subject}: {common_pb2.Outcome.Name(delivery.outcome)} "
               f"-> {settings.url('email_svc')}/mailbox/{delivery.email_id}")  # fmt: skip
     for subject, received in driver.conversions.finished.items():
-        report = received.request.conversion_finished
+        report = received.conversion_finished
         result = report.result
         print(
             f"conversion {subject}: {common_pb2.Outcome.Name(report.outcome)} "
@@ -229,7 +276,7 @@ async def run_demo(settings: config.Settings, args: argparse.Namespace) -> int:
         )
     for workflow in (driver.emails, driver.conversions):
         print("\n".join(workflow.summary()))
-    await driver.peers.aclose()
+    await driver.close()
     complete = all(len(w.finished) == len(w.started) for w in (driver.emails, driver.conversions))
     return 0 if complete and not driver.emails.refused else 1
 

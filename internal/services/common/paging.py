@@ -30,3 +30,14 @@ def page_offset(token: str) -> int:
 
 def next_page_token(offset: int, size: int, more: bool) -> str:
     return base64.urlsafe_b64encode(str(offset + size).encode()).decode() if more else ""
+
+
+def position_token(position: int, more: bool) -> str:
+    """A page token that resumes after a position (a keyset cursor, such as a sequence number)
+    instead of an offset; same encoding and rules, read back with page_position."""
+    return next_page_token(position, 0, more)
+
+
+def page_position(token: str) -> int:
+    """The position a position_token resumes after; 0 for no token."""
+    return page_offset(token)
