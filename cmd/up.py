@@ -25,6 +25,7 @@ system = System(
     workers=args.workers,
     output=sys.stdout,
     colour=sys.stdout.isatty(),
+    restart=True,  # a crashed process is restarted; see RestartPolicy
 )
 stop = threading.Event()
 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -54,7 +55,7 @@ if args.demo:
 
 try:
     while not stop.wait(0.5):
-        system.check_alive()
+        system.check_alive()  # raises only once the supervisor gave up restarting
 except SupervisorError as exc:
     print(f"up: {exc}; stopping everything", file=sys.stderr)
     system.stop()
