@@ -200,7 +200,8 @@ class System:
         if self.colour:
             prefix = f"\033[{COLOURS.get(name, 37)}m{prefix}\033[0m"
         with self._lock:
-            print(prefix + line, file=self.output, flush=True)
+            if not self.output.closed:  # a late line after the caller closed it is dropped
+                print(prefix + line, file=self.output, flush=True)
 
     def _say(self, message: str) -> None:
         """A line of the supervisor's own, among the children's."""

@@ -20,6 +20,8 @@ def system_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {"MCSV_DATA_DIR": str(data_dir)}
     for service in config.SERVICES:
         env[config._url_variable(service)] = f"http://127.0.0.1:{free_port()}"
+    # Worker N serves /metrics on this port + N - 1: not the default 9100 another run may hold.
+    env["WORKER_METRICS_URL"] = f"http://127.0.0.1:{free_port()}"
     # Quick retries, so that the resilience tests take seconds.
     env.update(JOB_MIN_BACKOFF_MS="200", JOB_MAX_BACKOFF_MS="1000", JOB_MAX_RETRIES="12")
     env.update(extra)
