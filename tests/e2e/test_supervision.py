@@ -135,7 +135,7 @@ def test_up_keeps_serving_through_a_kill_9_of_a_child_and_stops_cleanly_on_ctrl_
         user_svc = next(pid for pid, cmd in children.items() if cmd.endswith("cmd/user_svc.py"))
 
         os.kill(user_svc, signal.SIGKILL)
-        wait_for_line("user_svc killed by SIGKILL; restart 1 in 0.5s")
+        wait_for_line("user_svc killed by SIGKILL; restart 1 in ")
         wait_for_line(f"user_svc is ready again at {env['USER_SVC_URL']}/ready")
         assert answers(f"{env['USER_SVC_URL']}/ready")
         children = children_of(up.pid)
