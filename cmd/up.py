@@ -28,6 +28,7 @@ def main() -> int:
         workers=args.workers,
         output=sys.stdout,
         colour=sys.stdout.isatty(),
+        restart=True,  # a crashed process is restarted; see RestartPolicy
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,7 +58,7 @@ def main() -> int:
 
     try:
         while not stop.wait(0.5):
-            system.check_alive()
+            system.check_alive()  # raises only once the supervisor gave up restarting
     except SupervisorError as exc:
         print(f"up: {exc}; stopping everything", file=sys.stderr)
         system.stop()

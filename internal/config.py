@@ -46,6 +46,15 @@ class Settings:
     imagemagick_timeout_seconds: float
     # Where a job worker serves /metrics; the supervisor gives worker N the port + N - 1.
     worker_metrics_url: str
+    # The supervisor behind `just up` restarts a crashed process after a backoff doubling from
+    # the min to the max; a process that stayed up supervisor_stable_seconds starts afresh.
+    # More than supervisor_max_restarts restarts within supervisor_restart_period_seconds
+    # (all processes together): it gives up and stops everything.
+    supervisor_min_backoff_ms: int
+    supervisor_max_backoff_ms: int
+    supervisor_stable_seconds: float
+    supervisor_max_restarts: int
+    supervisor_restart_period_seconds: float
 
     def url(self, service: str) -> str:
         """The service's (first replica's) base URL."""
@@ -99,6 +108,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         rpc_body_timeout_seconds=_float(env, "RPC_BODY_TIMEOUT_SECONDS", 10.0),
         imagemagick_timeout_seconds=_float(env, "IMAGEMAGICK_TIMEOUT_SECONDS", 60.0),
         worker_metrics_url=_str(env, "WORKER_METRICS_URL", "http://127.0.0.1:9100"),
+        supervisor_min_backoff_ms=_int(env, "SUPERVISOR_MIN_BACKOFF_MS", 500),
+        supervisor_max_backoff_ms=_int(env, "SUPERVISOR_MAX_BACKOFF_MS", 10_000),
+        supervisor_stable_seconds=_float(env, "SUPERVISOR_STABLE_SECONDS", 30.0),
+        supervisor_max_restarts=_int(env, "SUPERVISOR_MAX_RESTARTS", 10),
+        supervisor_restart_period_seconds=_float(env, "SUPERVISOR_RESTART_PERIOD_SECONDS", 60.0),
     )
 
 

@@ -37,12 +37,18 @@ def system_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def whole_system(
-    data_dir: Path, workers: int = 2, env: Mapping[str, str] | None = None, **extra: str
+    data_dir: Path,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
+    restart: bool = False,
+    **extra: str,
 ) -> Iterator[System]:
+    """The system running until the block ends, its output in data_dir/system.log. Without
+    `restart` a process that exits fails the test (check_alive), unless stopped on purpose."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "system.log").open("w")
     settings = system_env(data_dir, **{**(env or {}), **extra})
-    system = System(env=settings, workers=workers, output=log)
+    system = System(env=settings, workers=workers, output=log, restart=restart)
     try:
         with running(system):
             yield system
