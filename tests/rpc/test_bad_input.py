@@ -428,7 +428,7 @@ def test_a_stalled_body_is_deadline_exceeded_and_closes(slow_body_url: str, sent
 
 
 def test_a_stalled_body_on_a_service_app_closes(service_url: str) -> None:
-    """As the services are served: service_app (observed) under internal.services.app.run."""
+    """As the services are served: service_app (observed) under internal.services.common.app.run."""
     assert_stalled_answer(send_and_wait_for_close(service_url, _head(GET_JOB, 3), b"\x0a\x01"))
     # and the service keeps serving
     response = httpx.post(service_url + GET_JOB, headers=PROTOBUF, content=b"")
