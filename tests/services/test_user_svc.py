@@ -1,7 +1,8 @@
 """user_svc as a real process whose job_svc cannot be reached at first (its URL a closed
 port): CreateUser and ConvertImage still answer OK, their job requests wait in the outbox,
 and once job_svc listens there the relay enqueues them, with the one a killed process left
-behind between its commit and its send."""
+behind between its commit and its send. And a database from before the outbox is brought up to
+date."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import peewee
+import pytest
 from mcsv.v1 import job_pb2, user_pb2
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
 from internal import config
-from internal.data import write_transaction
+from internal.data import create_tables, open_database, write_transaction
 from internal.peers import SyncPeers
 from internal.services.user_svc import outbox
-from internal.services.user_svc.models import NAME, UserRow, open_users
+from internal.services.user_svc.models import NAME, ConversionRow, UserRow, open_users
 from internal.services.user_svc.outbox import OutboxRow
 from internal.services.user_svc.service import welcome_request
 from tests.e2e.images import make_image
@@ -100,3 +103,52 @@ def test_job_requests_wait_in_the_outbox_until_job_svc_is_back(tmp_path: Path) -
             )
             assert repeated.job_id == sent[f"welcome:{created.user.id}"]
     assert len(intents()) == 3  # nothing was added by the repeated requests
+
+
+class OldConversion(peewee.Model):
+    """conversions as they were before idempotency keys (migration 1)."""
+
+    id = peewee.TextField(primary_key=True)
+    user_id = peewee.TextField(index=True)
+    filename = peewee.TextField()
+    options = peewee.BlobField()
+    state = peewee.IntegerField()
+    job_id = peewee.TextField(default="")
+    source_key = peewee.TextField()
+    source_bytes = peewee.IntegerField()
+    pdf_url = peewee.TextField(default="")
+    result = peewee.BlobField(null=True)
+    error = peewee.TextField(default="")
+    created_at = peewee.DoubleField()
+    finished_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "conversions"
+
+
+def test_an_older_database_gets_the_outbox_and_keyed_conversions(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/user_svc.db"
+    old = open_database(url)
+    create_tables(old, [UserRow, OldConversion], service=NAME)  # recorded at version 0
+    with old.connection_context():
+        OldConversion.create(
+            id="c-1", user_id="u-1", filename="a.png", options=b"", state=1, source_key="k",
+            source_bytes=1, created_at=0.0,
+        )  # fmt: skip
+    old.close()
+
+    database = open_users(url)
+    with database.connection_context():
+        assert "outbox" in database.get_tables()
+        indexes = {i.name: i for i in database.get_indexes("conversions")}
+        assert indexes["conversions_user_id_idempotency_key"].unique
+        assert ConversionRow.get_by_id("c-1").idempotency_key is None
+        for conversion_id in ("c-2", "c-3"):  # no key: never a clash
+            ConversionRow.create(
+                id=conversion_id, user_id="u-1", filename="b.png", options=b"", state=1,
+                source_key="k", source_bytes=1, created_at=0.0,
+            )  # fmt: skip
+        ConversionRow.update(idempotency_key="key").where(ConversionRow.id == "c-2").execute()
+        with pytest.raises(peewee.IntegrityError):
+            ConversionRow.update(idempotency_key="key").where(ConversionRow.id == "c-3").execute()
+    open_users(url)  # again: nothing left to migrate
