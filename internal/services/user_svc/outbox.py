@@ -126,6 +126,7 @@ def mark_sent(
         )
         if changed:
             also()
+    row.state, row.job_id = SENT, job_id
 
 
 def retry_later(database: peewee.Database, row: OutboxRow, error: str, delay: float) -> None:

@@ -34,13 +34,7 @@ from internal.services.user_svc.models import (
     user_message,
 )
 from internal.services.user_svc.outbox import OutboxRow
-from internal.services.user_svc.relay import (
-    INLINE_LEASE,
-    INLINE_TIMEOUT,
-    Delivery,
-    Relay,
-    trace_context,
-)
+from internal.services.user_svc.relay import INLINE_LEASE, Delivery, Relay, trace_context
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +77,7 @@ class UserService:
         )
         observability.tag(user_id=user.id)
         if created and lease and intent is not None:
-            await self.relay.deliver(intent, INLINE_TIMEOUT)  # sets intent.job_id when sent
+            await self.relay.send_own(intent)  # sets intent.job_id when sent
         # A repeated request answers with the first one's job, once job_svc acknowledged it.
         return user_pb2.CreateUserResponse(
             user=user_message(user), job_id=intent.job_id if intent else ""
@@ -203,7 +197,7 @@ class UserService:
         if intent is None:  # a concurrent request with the same key was first
             await asyncio.to_thread(self.store.delete, source_key)
             observability.tag(conversion_id=row.id)
-        elif lease and await self.relay.deliver(intent, INLINE_TIMEOUT) is Delivery.REJECTED:
+        elif lease and await self.relay.send_own(intent) is Delivery.REJECTED:
             row = await asyncio.to_thread(self._conversion, row.id)  # failed by now
         else:
             row.job_id = intent.job_id
