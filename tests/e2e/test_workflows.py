@@ -1,6 +1,7 @@
 """Both workflows end to end on the embedded defaults: the five services and two job workers
 as real processes on loopback ports, SQLite, the SQLite broker, file storage, the mailbox and
-ImageMagick. Also the bad input a user can send, and the URLs image_svc must refuse."""
+ImageMagick. Also the bad input a user can send, the URLs image_svc must refuse, and an upload
+repeated with its idempotency key."""
 
 from __future__ import annotations
 
@@ -173,6 +174,51 @@ def test_a_corrupt_image_is_a_failed_conversion_reported_and_recorded(
     assert "refused" in job.job.errors[0].message
     stored = users.get_conversion(user_pb2.GetConversionRequest(id=accepted.id)).conversion
     assert stored.state == user_pb2.CONVERSION_STATE_FAILED and stored.error
+
+
+def test_a_repeated_upload_with_the_same_key_is_one_conversion_converted_once(
+    system: System, users: UserServiceClient
+) -> None:
+    owner, other = (
+        users.create_user(
+            user_pb2.CreateUserRequest(name=name, email=f"{name.lower()}-key@example.com")
+        ).user
+        for name in ("Keyed", "Other")
+    )
+
+    def upload(user_id: str, key: str, seed: int) -> user_pb2.Conversion:
+        return users.convert_image(
+            user_pb2.ConvertImageRequest(
+                user_id=user_id,
+                filename=f"keyed-{seed}.png",
+                image_data=make_image("png", 200, 100, seed=seed),
+                options=common_pb2.ConversionOptions(quality=common_pb2.PDF_QUALITY_LOW),
+                idempotency_key=key,
+            )
+        ).conversion
+
+    first = upload(owner.id, "upload-1", seed=1)
+    again = upload(owner.id, "upload-1", seed=1)  # the answer was lost: asked again
+    different = upload(owner.id, "upload-1", seed=2)  # the same key: the first one wins
+    assert again.id == different.id == first.id and again.filename == "keyed-1.png"
+    second = upload(owner.id, "upload-2", seed=1)
+    theirs = upload(other.id, "upload-1", seed=1)  # keys are per user
+    assert len({first.id, second.id, theirs.id}) == 3
+
+    finished = wait_for(system, CONVERSION, {first.id, second.id, theirs.id})
+    assert all(succeeded(n) for n in finished.values())
+    assert upload(owner.id, "upload-1", seed=1).state == user_pb2.CONVERSION_STATE_SUCCEEDED
+    with peer(system.settings, EmailServiceClient) as emails:
+        sent = emails.list_emails(email_pb2.ListEmailsRequest(user_id=owner.id)).emails
+    converted = [e for e in sent if e.template == common_pb2.EMAIL_TEMPLATE_CONVERSION_COMPLETE]
+    assert len(converted) == 2  # upload-1 once, upload-2 once
+    with peer(system.settings, JobServiceClient) as jobs:
+        listed = jobs.list_jobs(job_pb2.ListJobsRequest(actor="convert_image", page_size=1000))
+    assert sum(j.conversion.conversion_id == first.id for j in listed.jobs) == 1
+    with pytest.raises(TwirpError) as refused:
+        upload(owner.id, "k" * 201, seed=1)
+    assert refused.value.code is ErrorCode.INVALID_ARGUMENT
+    assert refused.value.meta["argument"] == "idempotency_key"
 
 
 ListRequest = client_pb2.ListNotificationsRequest

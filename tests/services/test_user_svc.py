@@ -1,56 +1,154 @@
-"""user_svc as a real process whose job_svc cannot be reached (its URL a closed port): an
-upload that cannot be enqueued is refused, and neither its stored file nor its PENDING
-conversion is left behind."""
+"""user_svc as a real process whose job_svc cannot be reached at first (its URL a closed
+port): CreateUser and ConvertImage still answer OK, their job requests wait in the outbox,
+and once job_svc listens there the relay enqueues them, with the one a killed process left
+behind between its commit and its send. And a database from before the outbox is brought up to
+date."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import peewee
 import pytest
-from mcsv.twirp import ErrorCode, TwirpError
-from mcsv.v1 import user_pb2
+from mcsv.v1 import job_pb2, user_pb2
+from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
 from internal import config
-from internal.data import create_tables, open_database
+from internal.data import create_tables, open_database, write_transaction
 from internal.peers import SyncPeers
-from internal.services.user_svc.models import MODELS, NAME, ConversionRow, UserRow
+from internal.services.user_svc import outbox
+from internal.services.user_svc.models import NAME, ConversionRow, UserRow, open_users
+from internal.services.user_svc.outbox import OutboxRow
+from internal.services.user_svc.service import welcome_request
 from tests.e2e.images import make_image
 from tests.support.servers import ROOT, free_port, serving
 
 
-def test_an_upload_that_cannot_be_enqueued_leaves_nothing_behind(tmp_path: Path) -> None:
+def eventually(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time limit"
+        time.sleep(0.1)
+
+
+def test_job_requests_wait_in_the_outbox_until_job_svc_is_back(tmp_path: Path) -> None:
     env = {
         "MCSV_DATA_DIR": str(tmp_path),
         "USER_SVC_URL": f"http://127.0.0.1:{free_port()}",
-        "JOB_SVC_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "JOB_SVC_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there, yet
     }
     settings = config.load(env)
-    database = open_database(settings.database_url_for(NAME))
-    create_tables(database, MODELS, service=NAME)
-    with database.connection_context():
-        UserRow.create(id="u-1", name="Ada", email="ada@example.com", created_at=time.time())
+    database = open_users(settings.database_url_for(NAME))
+    # What a user_svc SIGKILLed between its commit and its send leaves: a user and the intent
+    # of their welcome email, never sent.
+    with database.connection_context(), write_transaction(database):
+        left = UserRow.create(id="u-0", name="Left", email="left@example.com", created_at=0.0)
+        request = welcome_request(left).SerializeToString()
+        outbox.add(outbox.EMAIL, "welcome:u-0", "u-0", request, {}, lease=0)
 
-    argv = [sys.executable, str(ROOT / "cmd" / "user_svc.py")]
-    url = settings.url("user_svc")
+    def intents() -> list[OutboxRow]:
+        with database.connection_context():
+            return list(OutboxRow.select().order_by(OutboxRow.created_at))
+
+    user_svc = [sys.executable, str(ROOT / "cmd" / "user_svc.py")]
+    job_svc = [sys.executable, str(ROOT / "cmd" / "job_svc.py")]
     with (
-        serving("user_svc-no-job_svc", argv, url + "/ready", env=env,
+        serving("user_svc-outbox", user_svc, settings.url("user_svc") + "/ready", env=env,
                 ready=lambda answer: answer.status_code == 200),
         SyncPeers(settings) as peers,
     ):  # fmt: skip
-        users = peers.client(UserServiceClient)
-        with pytest.raises(TwirpError) as refused:
-            users.convert_image(
-                user_pb2.ConvertImageRequest(
-                    user_id="u-1", filename="photo.png", image_data=make_image("png", 64, 48)
-                )
+        users, jobs = peers.client(UserServiceClient), peers.client(JobServiceClient)
+        created = users.create_user(user_pb2.CreateUserRequest(name="Ada", email="ada@example.com"))
+        accepted = users.convert_image(
+            user_pb2.ConvertImageRequest(
+                user_id=created.user.id,
+                filename="photo.png",
+                image_data=make_image("png", 64, 48),
+                idempotency_key="upload-1",
             )
-        assert users.get_user(user_pb2.GetUserRequest(id="u-1")).user.name == "Ada"
+        ).conversion
+        assert created.job_id == "" and accepted.job_id == ""  # job_svc is down: OK all the same
+        assert accepted.state == user_pb2.CONVERSION_STATE_PENDING
+        again = users.create_user(user_pb2.CreateUserRequest(name="Ada", email="ada@example.com"))
+        assert again.user.id == created.user.id
+        # The relay keeps trying, each intent with its backoff.
+        eventually(lambda: all(i.attempts >= 2 for i in intents()))
+        assert {i.state for i in intents()} == {outbox.PENDING}
+        assert "unavailable" in intents()[0].error
 
-    assert refused.value.code is ErrorCode.UNAVAILABLE
+        with serving("job_svc-outbox", job_svc, settings.url("job_svc") + "/ready", env=env):
+            eventually(lambda: all(i.state == outbox.SENT for i in intents()))
+            sent = {i.key: i.job_id for i in intents()}
+            assert set(sent) == {
+                "welcome:u-0",
+                f"welcome:{created.user.id}",
+                f"conversion:{accepted.id}",
+            }
+            for key, job_id in sent.items():  # each the job its intent asked for
+                job = jobs.get_job(job_pb2.GetJobRequest(id=job_id)).job
+                kind, _, subject = key.partition(":")
+                if kind == "welcome":
+                    assert job.email.user_id == subject
+                else:
+                    assert job.conversion.conversion_id == subject
+            conversion = users.get_conversion(user_pb2.GetConversionRequest(id=accepted.id))
+            assert conversion.conversion.job_id == sent[f"conversion:{accepted.id}"]
+            # A repeated CreateUser now answers with the job the first one's intent became.
+            repeated = users.create_user(
+                user_pb2.CreateUserRequest(name="Ada", email="ada@example.com")
+            )
+            assert repeated.job_id == sent[f"welcome:{created.user.id}"]
+    assert len(intents()) == 3  # nothing was added by the repeated requests
+
+
+class OldConversion(peewee.Model):
+    """conversions as they were before idempotency keys (migration 1)."""
+
+    id = peewee.TextField(primary_key=True)
+    user_id = peewee.TextField(index=True)
+    filename = peewee.TextField()
+    options = peewee.BlobField()
+    state = peewee.IntegerField()
+    job_id = peewee.TextField(default="")
+    source_key = peewee.TextField()
+    source_bytes = peewee.IntegerField()
+    pdf_url = peewee.TextField(default="")
+    result = peewee.BlobField(null=True)
+    error = peewee.TextField(default="")
+    created_at = peewee.DoubleField()
+    finished_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "conversions"
+
+
+def test_an_older_database_gets_the_outbox_and_keyed_conversions(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/user_svc.db"
+    old = open_database(url)
+    create_tables(old, [UserRow, OldConversion], service=NAME)  # recorded at version 0
+    with old.connection_context():
+        OldConversion.create(
+            id="c-1", user_id="u-1", filename="a.png", options=b"", state=1, source_key="k",
+            source_bytes=1, created_at=0.0,
+        )  # fmt: skip
+    old.close()
+
+    database = open_users(url)
     with database.connection_context():
-        assert list(ConversionRow.select()) == []
-    stored = [path for path in (tmp_path / "storage").rglob("*") if path.is_file()]
-    assert stored == []
+        assert "outbox" in database.get_tables()
+        indexes = {i.name: i for i in database.get_indexes("conversions")}
+        assert indexes["conversions_user_id_idempotency_key"].unique
+        assert ConversionRow.get_by_id("c-1").idempotency_key is None
+        for conversion_id in ("c-2", "c-3"):  # no key: never a clash
+            ConversionRow.create(
+                id=conversion_id, user_id="u-1", filename="b.png", options=b"", state=1,
+                source_key="k", source_bytes=1, created_at=0.0,
+            )  # fmt: skip
+        ConversionRow.update(idempotency_key="key").where(ConversionRow.id == "c-2").execute()
+        with pytest.raises(peewee.IntegrityError):
+            ConversionRow.update(idempotency_key="key").where(ConversionRow.id == "c-3").execute()
+    open_users(url)  # again: nothing left to migrate

@@ -90,16 +90,18 @@ class GetUserResponse(_message.Message):
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
 
 class ConvertImageRequest(_message.Message):
-    __slots__ = ("user_id", "filename", "image_data", "options")
+    __slots__ = ("user_id", "filename", "image_data", "options", "idempotency_key")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_DATA_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     filename: str
     image_data: bytes
     options: _common_pb2.ConversionOptions
-    def __init__(self, user_id: _Optional[str] = ..., filename: _Optional[str] = ..., image_data: _Optional[bytes] = ..., options: _Optional[_Union[_common_pb2.ConversionOptions, _Mapping]] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, user_id: _Optional[str] = ..., filename: _Optional[str] = ..., image_data: _Optional[bytes] = ..., options: _Optional[_Union[_common_pb2.ConversionOptions, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ConvertImageResponse(_message.Message):
     __slots__ = ("conversion",)

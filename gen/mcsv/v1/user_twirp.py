@@ -22,8 +22,12 @@ class UserService(Protocol):
     def create_user(
         self, ctx: Context, request: user_pb2.CreateUserRequest
     ) -> user_pb2.CreateUserResponse | Awaitable[user_pb2.CreateUserResponse]:
-        """Creates a user and enqueues their welcome email (workflow 1). Answers once the email
-        job is enqueued; the outcome reaches the client through ReceiveNotification.
+        """Creates a user and their welcome email (workflow 1). The user and the email job's
+        request are committed together; user_svc then hands the job to job_svc, at once or,
+        while job_svc cannot be reached, later (its outbox), so the answer is OK either way.
+        The email is the idempotency key: a repeated request with the same name and email
+        returns the same user and sends no second email. The outcome reaches the client
+        through ReceiveNotification.
         """
         ...
 
@@ -37,8 +41,10 @@ class UserService(Protocol):
         self, ctx: Context, request: user_pb2.ConvertImageRequest
     ) -> user_pb2.ConvertImageResponse | Awaitable[user_pb2.ConvertImageResponse]:
         """Accepts an image upload, stores it and enqueues its conversion to PDF (workflow 2).
-        Answers once the job is enqueued; the outcome reaches the client through
-        ReceiveNotification.
+        The conversion and its job's request are committed together; user_svc then hands the
+        job to job_svc, at once or, while job_svc cannot be reached, later (its outbox), so the
+        answer is OK either way. Idempotent on idempotency_key when one is given. The outcome
+        reaches the client through ReceiveNotification.
         """
         ...
 
@@ -76,8 +82,12 @@ class UserServiceClient(SyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.CreateUserResponse:
-        """Creates a user and enqueues their welcome email (workflow 1). Answers once the email
-        job is enqueued; the outcome reaches the client through ReceiveNotification.
+        """Creates a user and their welcome email (workflow 1). The user and the email job's
+        request are committed together; user_svc then hands the job to job_svc, at once or,
+        while job_svc cannot be reached, later (its outbox), so the answer is OK either way.
+        The email is the idempotency key: a repeated request with the same name and email
+        returns the same user and sends no second email. The outcome reaches the client
+        through ReceiveNotification.
         """
         return self._call(
             "mcsv.v1.UserService/CreateUser",
@@ -113,8 +123,10 @@ class UserServiceClient(SyncClient):
         timeout: float | None = None,
     ) -> user_pb2.ConvertImageResponse:
         """Accepts an image upload, stores it and enqueues its conversion to PDF (workflow 2).
-        Answers once the job is enqueued; the outcome reaches the client through
-        ReceiveNotification.
+        The conversion and its job's request are committed together; user_svc then hands the
+        job to job_svc, at once or, while job_svc cannot be reached, later (its outbox), so the
+        answer is OK either way. Idempotent on idempotency_key when one is given. The outcome
+        reaches the client through ReceiveNotification.
         """
         return self._call(
             "mcsv.v1.UserService/ConvertImage",
@@ -192,8 +204,12 @@ class AsyncUserServiceClient(AsyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.CreateUserResponse:
-        """Creates a user and enqueues their welcome email (workflow 1). Answers once the email
-        job is enqueued; the outcome reaches the client through ReceiveNotification.
+        """Creates a user and their welcome email (workflow 1). The user and the email job's
+        request are committed together; user_svc then hands the job to job_svc, at once or,
+        while job_svc cannot be reached, later (its outbox), so the answer is OK either way.
+        The email is the idempotency key: a repeated request with the same name and email
+        returns the same user and sends no second email. The outcome reaches the client
+        through ReceiveNotification.
         """
         return await self._call(
             "mcsv.v1.UserService/CreateUser",
@@ -229,8 +245,10 @@ class AsyncUserServiceClient(AsyncClient):
         timeout: float | None = None,
     ) -> user_pb2.ConvertImageResponse:
         """Accepts an image upload, stores it and enqueues its conversion to PDF (workflow 2).
-        Answers once the job is enqueued; the outcome reaches the client through
-        ReceiveNotification.
+        The conversion and its job's request are committed together; user_svc then hands the
+        job to job_svc, at once or, while job_svc cannot be reached, later (its outbox), so the
+        answer is OK either way. Idempotent on idempotency_key when one is given. The outcome
+        reaches the client through ReceiveNotification.
         """
         return await self._call(
             "mcsv.v1.UserService/ConvertImage",

@@ -5,6 +5,11 @@ final callbacks, polling client_svc's ListNotifications.
   load --users N --images M    N welcome-email workflows and M conversions at --concurrency,
                                with a progress line; prints completed / failed / missing,
                                end-to-end latency p50/p95/p99 and throughput per workflow
+
+Like a real client, it retries a start refused as unavailable or deadline_exceeded (a
+connection error is unavailable), with exponential backoff for up to START_RETRY_SECONDS, with
+the same idempotency key: the email for CreateUser, idempotency_key for ConvertImage. So a
+retry whose first attempt got through, its answer lost, returns the same workflow.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import random
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import client_pb2, common_pb2, user_pb2
@@ -28,8 +36,13 @@ from internal.peers import AsyncPeers
 
 EMAIL = client_pb2.NOTIFICATION_KIND_EMAIL_DELIVERED
 CONVERSION = client_pb2.NOTIFICATION_KIND_CONVERSION_FINISHED
-# Errors a poll rides out (client_svc restarting or busy): the next poll asks again.
+# Errors a poll rides out (client_svc restarting or busy): the next poll asks again. A
+# workflow's start is retried on them.
 TRANSIENT = {ErrorCode.UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED}
+START_RETRY_SECONDS = 60.0  # how long a workflow's start is retried
+START_BACKOFF = (0.1, 5.0)  # its first and longest wait between attempts
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -108,7 +121,8 @@ class Driver:
     def __init__(self, settings: config.Settings, concurrency: int) -> None:
         self.settings = settings
         self.peers = AsyncPeers(settings)
-        self.users = self.peers.client(AsyncUserServiceClient, timeout=60)
+        # 30 s, not the whole START_RETRY_SECONDS: a hung attempt leaves time for another.
+        self.users = self.peers.client(AsyncUserServiceClient, timeout=30)
         self.notifications = self.peers.client(AsyncClientServiceClient, timeout=60)
         self.limit = asyncio.Semaphore(concurrency)
         self.emails = Workflow("welcome emails", EMAIL)
@@ -150,9 +164,8 @@ class Driver:
             try:
                 # The root of the workflow's trace: every service's spans hang below it.
                 with observability.tracer().start_as_current_span("workflow welcome email"):
-                    created = await self.users.create_user(
-                        user_pb2.CreateUserRequest(name=name, email=email)
-                    )
+                    request = user_pb2.CreateUserRequest(name=name, email=email)
+                    created = await retried(lambda: self.users.create_user(request))
             except TwirpError as exc:
                 self.emails.refused.append(f"CreateUser: {exc}")
                 return None
@@ -162,18 +175,19 @@ class Driver:
     async def convert(self, user_id: str, index: int) -> None:
         fmt = "png" if index % 2 == 0 else "jpeg"
         image = sample_image(index, fmt)
+        key = uuid.uuid4().hex  # one per workflow, the same for each retry of its start
         async with self.limit:
             started = time.time()
             try:
                 with observability.tracer().start_as_current_span("workflow conversion"):
-                    accepted = await self._upload(user_id, index, fmt, image)
+                    accepted = await retried(lambda: self._upload(user_id, index, fmt, image, key))
             except TwirpError as exc:
                 self.conversions.refused.append(f"ConvertImage: {exc}")
                 return
         self.conversions.started[accepted.conversion.id] = started
 
     async def _upload(
-        self, user_id: str, index: int, fmt: str, image: bytes
+        self, user_id: str, index: int, fmt: str, image: bytes, key: str
     ) -> user_pb2.ConvertImageResponse:
         return await self.users.convert_image(
             user_pb2.ConvertImageRequest(
@@ -183,6 +197,7 @@ class Driver:
                 options=common_pb2.ConversionOptions(
                     quality=common_pb2.PDF_QUALITY_MEDIUM, strip_metadata=True
                 ),
+                idempotency_key=key,
             )
         )
 
@@ -212,6 +227,22 @@ class Driver:
             if w.started or w.refused
         ]
         return " | ".join(parts)
+
+
+async def retried(start: Callable[[], Awaitable[R]]) -> R:
+    """A workflow's start, tried again with exponential backoff (and jitter) while it fails
+    with a TRANSIENT error, for up to START_RETRY_SECONDS; then its last error is raised."""
+    deadline = time.monotonic() + START_RETRY_SECONDS
+    delay, longest = START_BACKOFF
+    while True:
+        try:
+            return await start()
+        except TwirpError as exc:
+            wait = delay * random.uniform(0.5, 1.0)
+            if exc.code not in TRANSIENT or time.monotonic() + wait > deadline:
+                raise
+        await asyncio.sleep(wait)
+        delay = min(delay * 2, longest)
 
 
 async def gather_limited(tasks: list[Awaitable[object]], progress: Callable[[], None]) -> None:

@@ -36,6 +36,7 @@ def service_app(
     ready_timeout: float = READY_TIMEOUT_SECONDS,
     routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     before_metrics: Callable[[], None] | None = None,
 ) -> Starlette:
@@ -57,6 +58,8 @@ def service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        for startup in on_startup:  # e.g. background tasks, stopped by on_shutdown
+            await startup()
         yield
         for shutdown in on_shutdown:
             await shutdown()

@@ -1,12 +1,15 @@
-"""user_svc's tables (users, and the conversions they asked for) and their messages as the
-contracts carry them."""
+"""user_svc's tables (users, the conversions they asked for, and the outbox of job requests
+for job_svc), their schema's migrations, and their messages as the contracts carry them."""
 
 from __future__ import annotations
 
 import peewee
 from mcsv.v1 import common_pb2, user_pb2
+from playhouse.migrate import SchemaMigrator
 
+from internal.data import create_tables, open_database
 from internal.services.common.times import timestamp
+from internal.services.user_svc.outbox import OutboxRow
 
 NAME = "user_svc"
 
@@ -35,12 +38,36 @@ class ConversionRow(peewee.Model):
     error = peewee.TextField(default="")
     created_at = peewee.DoubleField()
     finished_at = peewee.DoubleField(null=True)
+    # The client's key for the upload (ConvertImageRequest.idempotency_key), unique per user;
+    # NULL when none was given (NULLs never clash in a unique index).
+    idempotency_key = peewee.TextField(null=True)
 
     class Meta:
         table_name = "conversions"
+        indexes = ((("user_id", "idempotency_key"), True),)
+        # save() writes only the fields changed: the outbox relay sets job_id with an UPDATE
+        # of its own, which a handler saving a row it read earlier must not undo.
+        only_save_dirty = True
 
 
-MODELS = [UserRow, ConversionRow]
+MODELS = [UserRow, ConversionRow, OutboxRow]
+
+
+def key_conversions(migrator: SchemaMigrator) -> None:
+    """Migration 1: conversions keyed by the client's idempotency key, unique per user."""
+    table = ConversionRow._meta.table_name
+    migrator.add_column(table, "idempotency_key", peewee.TextField(null=True)).run()
+    migrator.add_index(table, ("user_id", "idempotency_key"), unique=True).run()
+
+
+MIGRATIONS = [key_conversions]
+
+
+def open_users(database_url: str) -> peewee.Database:
+    """user_svc's database with its schema brought up to date (the outbox table included)."""
+    database = open_database(database_url)
+    create_tables(database, MODELS, service=NAME, migrations=MIGRATIONS)
+    return database
 
 
 def user_message(row: UserRow) -> user_pb2.User:

@@ -1,10 +1,15 @@
 """user_svc: the entry gateway. It creates users and enqueues their welcome email, accepts
 image uploads (the only RPC that carries image bytes), stores them and hands job_svc
-presigned URLs, and relays every workflow's outcome to client_svc."""
+presigned URLs, and relays every workflow's outcome to client_svc.
+
+A user or a conversion is committed together with its job request in the outbox (outbox.py),
+which the relay (relay.py) sends to job_svc: at once, before the answer, when it can, or once
+job_svc is back."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 import re
 import time
@@ -12,7 +17,7 @@ import uuid
 from datetime import timedelta
 
 import peewee
-from mcsv.twirp import Context, ErrorCode, TwirpError
+from mcsv.twirp import Context, ErrorCode, ServerContext, TwirpError
 from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
 from mcsv.v1.client_twirp import AsyncClientServiceClient
 from mcsv.v1.job_twirp import AsyncJobServiceClient
@@ -21,12 +26,17 @@ from internal import config, observability, storage
 from internal.data import insert_once, write_transaction
 from internal.services.common.errors import found, invalid_argument, require, require_email
 from internal.services.common.times import now, timestamp
+from internal.services.user_svc import outbox
 from internal.services.user_svc.models import (
     ConversionRow,
     UserRow,
     conversion_message,
     user_message,
 )
+from internal.services.user_svc.outbox import OutboxRow
+from internal.services.user_svc.relay import INLINE_LEASE, Delivery, Relay, trace_context
+
+log = logging.getLogger(__name__)
 
 # What a stored file may be called: the upload's name, reduced to safe characters.
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -43,10 +53,16 @@ class UserService:
     ) -> None:
         self.database = database
         self.store = store
-        self.jobs = jobs
         self.client = client
         self.max_upload_bytes = settings.max_upload_bytes
         self.url_ttl = timedelta(seconds=settings.presigned_url_ttl_seconds)
+        self.relay = Relay(
+            database,
+            jobs,
+            timeout=settings.rpc_timeout_seconds,
+            recorded=self._job_enqueued,
+            report=self._job_refused,
+        )
 
     # Workflow 1
 
@@ -55,34 +71,41 @@ class UserService:
     ) -> user_pb2.CreateUserResponse:
         name = require(request.name, "name", max_length=200)
         email = require_email(request.email, "email").lower()
-        user = await asyncio.to_thread(self._create_user, name, email)
-        observability.tag(user_id=user.id)
-        job = await self.jobs.enqueue_email(
-            job_pb2.EnqueueEmailRequest(
-                args=job_pb2.EmailJobArgs(
-                    idempotency_key=f"welcome:{user.id}",
-                    user_id=user.id,
-                    user_name=user.name,
-                    recipient=user.email,
-                    template=common_pb2.EMAIL_TEMPLATE_WELCOME,
-                )
-            )
+        lease = self._inline_lease()
+        user, intent, created = await asyncio.to_thread(
+            self._create_user, name, email, trace_context(), lease
         )
-        return user_pb2.CreateUserResponse(user=user_message(user), job_id=job.job.id)
+        observability.tag(user_id=user.id)
+        if created and lease and intent is not None:
+            await self.relay.send_own(intent)  # sets intent.job_id when sent
+        # A repeated request answers with the first one's job, once job_svc acknowledged it.
+        return user_pb2.CreateUserResponse(
+            user=user_message(user), job_id=intent.job_id if intent else ""
+        )
 
-    def _create_user(self, name: str, email: str) -> UserRow:
-        """A new user; the same one again for a repeated request (same name and email), so
-        that a client retrying after a lost answer neither fails nor gets two emails."""
+    def _create_user(
+        self, name: str, email: str, trace: dict[str, str], lease: float
+    ) -> tuple[UserRow, OutboxRow | None, bool]:
+        """A new user and their welcome email's intent, committed together; the same user
+        (and intent) again for a repeated request (same name and email), so that a client
+        retrying after a lost answer neither fails nor gets two emails."""
         with self.database.connection_context(), write_transaction(self.database):
             user, created = insert_once(
                 UserRow, UserRow.email, id=uuid.uuid4().hex, name=name, email=email,
                 created_at=time.time(),
             )  # fmt: skip
+            key = f"welcome:{user.id}"
+            intent: OutboxRow | None
+            if created:
+                welcome = welcome_request(user).SerializeToString()
+                intent = outbox.add(outbox.EMAIL, key, user.id, welcome, trace, lease)
+            else:
+                intent = OutboxRow.get_or_none(OutboxRow.key == key)
         if not created and user.name != name:
             raise TwirpError(
                 ErrorCode.ALREADY_EXISTS, f"a user with email {email} exists", {"argument": "email"}
             )
-        return user
+        return user, intent, created
 
     def get_user(self, ctx: Context, request: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:
         return user_pb2.GetUserResponse(user=user_message(self._user(require(request.id, "id"))))
@@ -122,6 +145,14 @@ class UserService:
         options = request.options
         if options.quality not in common_pb2.PdfQuality.values():
             raise invalid_argument("options.quality", f"unknown quality {options.quality}")
+        key = request.idempotency_key.strip() or None
+        if key is not None:
+            if len(key) > 200:
+                raise invalid_argument("idempotency_key", "is longer than 200 characters")
+            earlier = await asyncio.to_thread(self._keyed_conversion, user.id, key)
+            if earlier is not None:  # a repeated request: the first one's conversion
+                observability.tag(user_id=user.id, conversion_id=earlier.id)
+                return user_pb2.ConvertImageResponse(conversion=conversion_message(earlier))
         conversion_id = uuid.uuid4().hex
         observability.tag(user_id=user.id, conversion_id=conversion_id)
         safe_name = UNSAFE.sub("_", filename).strip("._") or "image"
@@ -142,46 +173,97 @@ class UserService:
             pdf_download_url_expires_at=timestamp(expires),
             options=options,
         )
-        row = await asyncio.to_thread(
-            self._record_upload, conversion_id, user.id, filename, options, source_key, size
+        lease = self._inline_lease()
+        upload = ConversionRow(
+            id=conversion_id,
+            user_id=user.id,
+            filename=filename,
+            options=options.SerializeToString(),
+            state=user_pb2.CONVERSION_STATE_PENDING,
+            source_key=source_key,
+            source_bytes=size,
+            created_at=time.time(),
+            idempotency_key=key,
         )
+        job = job_pb2.EnqueueConversionRequest(args=args).SerializeToString()
         try:
-            job = await self.jobs.enqueue_conversion(job_pb2.EnqueueConversionRequest(args=args))
+            row, intent = await asyncio.to_thread(
+                self._record_upload, upload, job, trace_context(), lease
+            )
         except BaseException:
-            # The caller is told the upload failed, so nothing of it may stay behind. (Should
-            # job_svc have enqueued it after all, its answer lost, the job finds no conversion
-            # and is discarded.)
-            await asyncio.to_thread(self._forget_upload, row)
+            # Not recorded: the caller is told it failed, so its file may not stay behind.
+            await asyncio.to_thread(self.store.delete, source_key)
             raise
-        row.job_id = job.job.id
-        await asyncio.to_thread(self._save, row)
+        if intent is None:  # a concurrent request with the same key was first
+            await asyncio.to_thread(self.store.delete, source_key)
+            observability.tag(conversion_id=row.id)
+        elif lease and await self.relay.send_own(intent) is Delivery.REJECTED:
+            row = await asyncio.to_thread(self._conversion, row.id)  # failed by now
+        else:
+            row.job_id = intent.job_id
         return user_pb2.ConvertImageResponse(conversion=conversion_message(row))
 
-    def _record_upload(
-        self,
-        conversion_id: str,
-        user_id: str,
-        filename: str,
-        options: common_pb2.ConversionOptions,
-        source_key: str,
-        size: int,
-    ) -> ConversionRow:
+    def _keyed_conversion(self, user_id: str, key: str) -> ConversionRow | None:
         with self.database.connection_context():
-            return ConversionRow.create(
-                id=conversion_id,
-                user_id=user_id,
-                filename=filename,
-                options=options.SerializeToString(),
-                state=user_pb2.CONVERSION_STATE_PENDING,
-                source_key=source_key,
-                source_bytes=size,
-                created_at=time.time(),
+            row: ConversionRow | None = ConversionRow.get_or_none(
+                (ConversionRow.user_id == user_id) & (ConversionRow.idempotency_key == key)
             )
+        return row
 
-    def _forget_upload(self, row: ConversionRow) -> None:
-        self.store.delete(row.source_key)
-        with self.database.connection_context():
-            row.delete_instance()
+    def _record_upload(
+        self, upload: ConversionRow, job: bytes, trace: dict[str, str], lease: float
+    ) -> tuple[ConversionRow, OutboxRow | None]:
+        """The conversion and its job's intent, committed together. With the idempotency key
+        of an earlier conversion of the user: that conversion, and no intent."""
+        with self.database.connection_context(), write_transaction(self.database):
+            if upload.idempotency_key is not None:
+                earlier = self._keyed_conversion(upload.user_id, upload.idempotency_key)
+                if earlier is not None:
+                    return earlier, None
+            try:
+                with self.database.atomic():  # a savepoint: a lost race spoils nothing else
+                    upload.save(force_insert=True)
+            except peewee.IntegrityError:  # the same key, committed since (PostgreSQL)
+                assert upload.idempotency_key is not None
+                return ConversionRow.get(
+                    (ConversionRow.user_id == upload.user_id)
+                    & (ConversionRow.idempotency_key == upload.idempotency_key)
+                ), None
+            key = f"conversion:{upload.id}"
+            intent = outbox.add(outbox.CONVERSION, key, upload.id, job, trace, lease)
+        return upload, intent
+
+    # The outbox
+
+    def _inline_lease(self) -> float:
+        """How long a request keeps its new intent to send it itself before answering; 0
+        (the relay's at once) while job_svc is known to be failing, so as not to wait on it."""
+        return 0.0 if self.relay.suspect() else INLINE_LEASE
+
+    def _job_enqueued(self, intent: OutboxRow, job_id: str) -> None:
+        """job_svc acknowledged an intent (inside the transaction that records it)."""
+        if intent.kind == outbox.CONVERSION:
+            ConversionRow.update(job_id=job_id).where(
+                (ConversionRow.id == intent.subject_id) & (ConversionRow.job_id == "")
+            ).execute()
+
+    async def _job_refused(self, intent: OutboxRow) -> None:
+        """job_svc refused an intent for good: a conversion fails as any failed conversion
+        does (recorded, its file removed, the client told); a welcome email cannot be."""
+        if intent.kind == outbox.EMAIL:
+            # TODO: tell the client, once an email outcome can be reported without a job.
+            log.error("user %s gets no welcome email: %s", intent.subject_id, intent.error)
+            return
+        args = job_pb2.EnqueueConversionRequest.FromString(bytes(intent.request)).args
+        report = common_pb2.ConversionReport(
+            conversion_id=intent.subject_id,
+            user_id=args.user_id,
+            outcome=common_pb2.OUTCOME_FAILED,
+            error=f"the conversion job could not be enqueued: {intent.error}",
+            finished_at=now(),
+        )
+        context = ServerContext("POST", "/outbox", {})
+        await self.conversion_complete(context, user_pb2.ConversionCompleteRequest(report=report))
 
     def _save(self, row: ConversionRow) -> None:
         with self.database.connection_context():
@@ -231,3 +313,15 @@ class UserService:
         row.finished_at = row.finished_at or time.time()
         self._save(row)
         self.store.delete(row.source_key)
+
+
+def welcome_request(user: UserRow) -> job_pb2.EnqueueEmailRequest:
+    return job_pb2.EnqueueEmailRequest(
+        args=job_pb2.EmailJobArgs(
+            idempotency_key=f"welcome:{user.id}",
+            user_id=user.id,
+            user_name=user.name,
+            recipient=user.email,
+            template=common_pb2.EMAIL_TEMPLATE_WELCOME,
+        )
+    )
