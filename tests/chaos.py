@@ -187,6 +187,9 @@ def run(options: Options, out: IO[str] = sys.stdout) -> Report:
         except SupervisorError as exc:
             report.problems.append(f"the supervisor: {exc}")
             report.say(f"the supervisor failed: {exc}", out)
+        except (TwirpError, httpx.HTTPError) as exc:  # a service would not answer at the end
+            report.problems.append(f"no account: {exc}")
+            report.say(f"the account could not be taken: {exc}", out)
         _check_databases(data_dir, report, out)  # the system stopped
         _check_restarts(data_dir / "system.log", report, out)
         report.say(_verdict(report), out)
