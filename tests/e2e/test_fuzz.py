@@ -337,7 +337,7 @@ def test_mistyped_json_gets_200_or_a_typed_4xx(
         st.none(),
         st.sampled_from(
             ["text/plain", "application/xml", "application/json+x", "multipart/form-data", "*/*",
-             "application/protobuf; charset=\x00", "APPLICATION/JSON; charset=utf-8"]
+             "application/protobuf;;;charset", "APPLICATION/JSON; charset=utf-8"]
         ),
     ),
     body=st.sampled_from([b"", b"{}", b"\x08\x01", b"<x/>"]),
@@ -346,6 +346,17 @@ def test_wrong_content_types_get_a_typed_4xx(
     system: System, http: httpx.Client, rpc: Rpc, content_type: str | None, body: bytes
 ) -> None:
     _post(http, system, rpc, body, content_type)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/protobuf; charset=\x00", "text/\x01", "\x7f"]
+)
+def test_a_content_type_that_is_not_valid_http_gets_a_400(
+    system: System, http: httpx.Client, content_type: str
+) -> None:
+    for service in sorted({rpc.service for rpc in RPCS}):
+        rpc = next(rpc for rpc in RPCS if rpc.service == service)
+        _post(http, system, rpc, b"{}", content_type)
 
 
 @pytest.mark.parametrize("service", ["user_svc", "job_svc", "email_svc", "image_svc"])
