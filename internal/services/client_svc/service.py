@@ -13,7 +13,13 @@ from playhouse.migrate import SchemaMigrator
 
 from internal import config
 from internal.data import create_tables, open_database, write_transaction
-from internal.services.common.errors import invalid_argument, require
+from internal.services.common.errors import (
+    invalid_argument,
+    optional_url,
+    require,
+    require_outcome,
+    require_valid_times,
+)
 from internal.services.common.paging import page_position, page_size, position_token
 from internal.services.common.times import timestamp
 
@@ -55,13 +61,18 @@ class ClientService:
         if event == "email_delivered":
             kind = "email"
             subject = require(request.email_delivered.user_id, "email_delivered.user_id")
+            require_outcome(request.email_delivered.outcome, "email_delivered.outcome")
         elif event == "conversion_finished":
             kind = "conversion"
-            subject = require(
-                request.conversion_finished.conversion_id, "conversion_finished.conversion_id"
-            )
+            report = request.conversion_finished
+            subject = require(report.conversion_id, "conversion_finished.conversion_id")
+            require_outcome(report.outcome, "conversion_finished.outcome")
+            optional_url(report.pdf_url, "conversion_finished.pdf_url")
         else:
             raise invalid_argument("event", "email_delivered or conversion_finished is required")
+        # Stored and served back by ListNotifications: a time that cannot be written as JSON
+        # would fail every later listing.
+        require_valid_times(request)
         inserted = insert_notification(
             self.database,
             notification_id=notification_id,

@@ -9,12 +9,18 @@ from typing import Any
 
 import dramatiq
 from mcsv.twirp import Context
-from mcsv.v1 import job_pb2
+from mcsv.v1 import common_pb2, job_pb2
 from opentelemetry.trace import SpanKind
 
-from internal import observability
+from internal import mail, observability
 from internal.observability import metrics
-from internal.services.common.errors import invalid_argument, require
+from internal.services.common.errors import (
+    invalid_argument,
+    require,
+    require_email,
+    require_url,
+    require_valid_times,
+)
 from internal.services.common.paging import next_page_token, page_offset, page_size
 from internal.services.job_svc.models import (
     CONVERSION,
@@ -41,9 +47,7 @@ class JobService:
     ) -> job_pb2.EnqueueEmailResponse:
         args = request.args
         key = require(args.idempotency_key, "args.idempotency_key", max_length=200)
-        require(args.recipient, "args.recipient", max_length=320)
-        if args.template == 0:
-            raise invalid_argument("args.template", "is required")
+        check_email_args(args)
         return job_pb2.EnqueueEmailResponse(job=self._enqueue(EMAIL, args, f"email:{key}"))
 
     def enqueue_conversion(
@@ -51,8 +55,7 @@ class JobService:
     ) -> job_pb2.EnqueueConversionResponse:
         args = request.args
         conversion_id = require(args.conversion_id, "args.conversion_id", max_length=200)
-        for name in ("source_url", "pdf_upload_url", "pdf_download_url", "user_email"):
-            require(getattr(args, name), f"args.{name}", max_length=4000)
+        check_conversion_args(args)
         job = self._enqueue(CONVERSION, args, f"conversion:{conversion_id}")
         return job_pb2.EnqueueConversionResponse(job=job)
 
@@ -95,6 +98,34 @@ class JobService:
         self, ctx: Context, request: job_pb2.GetQueueStatsRequest
     ) -> job_pb2.GetQueueStatsResponse:
         return job_pb2.GetQueueStatsResponse(queues=self.store.stats(request.queue))
+
+
+def check_email_args(args: job_pb2.EmailJobArgs) -> None:
+    """invalid_argument naming the field for email job args that no attempt could deliver
+    and report (what DeliverEmail and NotifyEmailDelivered would refuse), so that such a job
+    is never enqueued: the recipient, the user, the template and its variables, rendered
+    here as email_svc will render them."""
+    require(args.user_id, "args.user_id", max_length=200)
+    recipient = require_email(args.recipient, "args.recipient")
+    if args.template == common_pb2.EMAIL_TEMPLATE_UNSPECIFIED:
+        raise invalid_argument("args.template", "is required")
+    try:
+        mail.render(
+            args.template, {"user_name": args.user_name, "recipient": recipient, **args.variables}
+        )
+    except mail.TemplateError as exc:
+        raise invalid_argument("args.variables", str(exc)) from exc
+
+
+def check_conversion_args(args: job_pb2.ConversionJobArgs) -> None:
+    """invalid_argument naming the field for conversion job args that no attempt could
+    convert, email and report: the user's address, the three URLs (well formed; image_svc
+    also checks they point at the storage) and the link's expiry (a time the worker can
+    write into the email)."""
+    require_email(args.user_email, "args.user_email")
+    for name in ("source_url", "pdf_upload_url", "pdf_download_url"):
+        require_url(getattr(args, name), f"args.{name}")
+    require_valid_times(args, "args.")
 
 
 def sender(broker: dramatiq.Broker) -> Callable[[JobRow], None]:

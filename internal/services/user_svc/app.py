@@ -28,7 +28,11 @@ def create_app(settings: config.Settings) -> Starlette:
     service = UserService(database, store, jobs, client, settings)
 
     routes = (
-        storage.storage_routes(store, max_put_bytes=settings.max_upload_bytes * 4)
+        storage.storage_routes(
+            store,
+            max_put_bytes=settings.max_upload_bytes * 4,
+            body_timeout=settings.rpc_body_timeout_seconds,
+        )
         if isinstance(store, storage.LocalStorage)
         else []
     )

@@ -24,7 +24,15 @@ from mcsv.v1.job_twirp import AsyncJobServiceClient
 
 from internal import config, observability, storage
 from internal.data import insert_once, write_transaction
-from internal.services.common.errors import found, invalid_argument, require, require_email
+from internal.services.common.errors import (
+    found,
+    invalid_argument,
+    optional_url,
+    require,
+    require_email,
+    require_outcome,
+    require_valid_times,
+)
 from internal.services.common.times import now, timestamp
 from internal.services.user_svc import outbox
 from internal.services.user_svc.models import (
@@ -120,6 +128,8 @@ class UserService:
         delivery = request.delivery
         user_id = require(delivery.user_id, "delivery.user_id")
         job_id = require(delivery.job_id, "delivery.job_id")
+        require_outcome(delivery.outcome, "delivery.outcome")
+        require_valid_times(request)
         observability.tag(user_id=user_id, job_id=job_id)
         await self.client.receive_notification(
             client_pb2.ReceiveNotificationRequest(
@@ -284,12 +294,12 @@ class UserService:
         self, ctx: Context, request: user_pb2.ConversionCompleteRequest
     ) -> user_pb2.ConversionCompleteResponse:
         report = request.report
-        row = await asyncio.to_thread(
-            self._conversion, require(report.conversion_id, "report.conversion_id")
-        )
+        conversion_id = require(report.conversion_id, "report.conversion_id")
+        require_outcome(report.outcome, "report.outcome")
+        optional_url(report.pdf_url, "report.pdf_url")
+        require_valid_times(request)
+        row = await asyncio.to_thread(self._conversion, conversion_id)
         observability.tag(user_id=row.user_id, conversion_id=row.id, job_id=report.job_id)
-        if report.outcome not in (common_pb2.OUTCOME_SUCCEEDED, common_pb2.OUTCOME_FAILED):
-            raise invalid_argument("report.outcome", "must be succeeded or failed")
         await asyncio.to_thread(self._finish, row, report)
         await self.client.receive_notification(
             client_pb2.ReceiveNotificationRequest(
