@@ -1,5 +1,6 @@
-"""user_svc's app: the UserService RPCs, its peers job_svc and client_svc, and, with the file
-storage backend, the routes that serve its presigned URLs."""
+"""user_svc's app: the UserService RPCs, its peers job_svc and client_svc, the periodic sweep
+of expired uploads, and, with the file storage backend, the routes that serve its presigned
+URLs."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ from mcsv.v1.user_twirp_server import UserServiceServer
 from starlette.applications import Starlette
 
 from internal import config, storage
-from internal.data import create_tables, open_database
+from internal.data import open_database
 from internal.peers import AsyncPeers
 from internal.services.common.app import service_app
+from internal.services.common.periodic import Periodic
 from internal.services.common.readiness import database_probe
-from internal.services.user_svc.models import MODELS, NAME, UserRow
+from internal.services.user_svc.models import NAME, UserRow, create_schema
 from internal.services.user_svc.service import UserService
 
 
 def create_app(settings: config.Settings) -> Starlette:
     database = open_database(settings.database_url_for(NAME))
-    create_tables(database, MODELS, service=NAME)
+    create_schema(database)
     store = storage.open_storage(
         settings.storage_url, public_url=settings.storage_public_url, secret=settings.storage_secret
     )
@@ -33,7 +35,8 @@ def create_app(settings: config.Settings) -> Starlette:
         if isinstance(store, storage.LocalStorage)
         else []
     )
-    return service_app(
+    sweeper = Periodic("sweep-uploads", service.retention.sweep_interval(), service.sweep_uploads)
+    app = service_app(
         NAME,
         settings,
         [UserServiceServer(service=service)],
@@ -44,5 +47,7 @@ def create_app(settings: config.Settings) -> Starlette:
         routes=routes,
         # The upload RPC carries the image: room for it plus the rest of the message.
         max_body_bytes=settings.max_upload_bytes + 64 * 1024,
-        on_shutdown=[peers.aclose],
+        on_shutdown=[sweeper.closer(), peers.aclose],
     )
+    sweeper.start()
+    return app

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import peewee
 from mcsv.v1 import common_pb2, user_pb2
+from playhouse.migrate import SchemaMigrator
 
+from internal.data import create_tables
 from internal.services.common.times import timestamp
 
 NAME = "user_svc"
@@ -35,12 +37,32 @@ class ConversionRow(peewee.Model):
     error = peewee.TextField(default="")
     created_at = peewee.DoubleField()
     finished_at = peewee.DoubleField(null=True)
+    # The version of the outcome recorded (ConversionReport.version): an older one is ignored.
+    report_version = peewee.BigIntegerField(default=0)
+    # A failed or cancelled conversion's upload is deleted then (None: kept, or gone already).
+    upload_kept_until = peewee.DoubleField(null=True, index=True)
 
     class Meta:
         table_name = "conversions"
 
 
 MODELS = [UserRow, ConversionRow]
+
+
+def version_outcomes(migrator: SchemaMigrator) -> None:
+    """Migration 1: outcome versions, and the retention of failed conversions' uploads."""
+    table = ConversionRow._meta.table_name
+    migrator.add_column(table, "report_version", peewee.BigIntegerField(default=0)).run()
+    migrator.add_column(table, "upload_kept_until", peewee.DoubleField(null=True)).run()
+    migrator.add_index(table, ("upload_kept_until",)).run()
+
+
+MIGRATIONS = [version_outcomes]
+
+
+def create_schema(database: peewee.Database) -> None:
+    """user_svc's tables, created or brought up to date."""
+    create_tables(database, MODELS, service=NAME, migrations=MIGRATIONS)
 
 
 def user_message(row: UserRow) -> user_pb2.User:
@@ -63,4 +85,5 @@ def conversion_message(row: ConversionRow) -> user_pb2.Conversion:
         error=row.error,
         created_at=timestamp(row.created_at),
         finished_at=timestamp(row.finished_at),
+        upload_kept_until=timestamp(row.upload_kept_until),
     )
