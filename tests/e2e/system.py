@@ -190,8 +190,10 @@ def paused(system: System, name: str) -> Iterator[None]:
         os.kill(process.pid, signal.SIGCONT)
 
 
-def bring_back(system: System, name: str) -> None:
-    """Starts again a service taken down with System.kill, and waits until all are ready."""
-    child = system.children[name]
-    system.start_child(name, child.argv, child.env, probe=child.probe)
+def bring_back(system: System, *names: str) -> None:
+    """Starts again the services taken down with System.kill, and waits until all services
+    are ready."""
+    for name in names:
+        child = system.children[name]
+        system.start_child(name, child.argv, child.env, probe=child.probe)
     system.wait_ready(60)
