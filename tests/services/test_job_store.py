@@ -103,7 +103,9 @@ def test_a_job_retried_then_discarded_keeps_every_error_and_reports_its_failure(
     assert delivery.outcome == common_pb2.OUTCOME_FAILED and delivery.error == "boom 3"
     assert (delivery.job_id, delivery.user_id) == (job.id, "u1")
     assert delivery.version == events[-1].sequence == 10
-    assert history(store, report_job.id) == ["ENQUEUED"]
+    # Its first attempt is started by the worker that discarded the job, to make at once.
+    assert report_job.state == job_pb2.JOB_STATE_EXECUTING and report_job.worker == "w:1"
+    assert history(store, report_job.id) == ["ENQUEUED", "STARTED"]
 
 
 def test_a_completed_job_reports_its_success_once_and_is_not_run_again(store: JobStore) -> None:
@@ -126,11 +128,14 @@ def test_a_message_the_queue_gave_up_discards_its_job_unless_stale_or_finished(
 ) -> None:
     job, _ = store.enqueue(EMAIL, email_args(), "k")
     (retryable,) = store.fail(started(store, job), "boom", RETRY)
-    assert store.give_up(job.id, job.dispatch, "stale message") == (None, [])
-    discarded, (report_job,) = store.give_up(job.id, retryable.dispatch, "DeliveryLimitExceeded")
+    assert store.give_up(job.id, job.dispatch, "stale message", "w:2") == (None, [])
+    discarded, (report_job,) = store.give_up(
+        job.id, retryable.dispatch, "DeliveryLimitExceeded", "w:2"
+    )
     assert discarded is not None and discarded.state == job_pb2.JOB_STATE_DISCARDED
-    assert store.give_up(job.id, retryable.dispatch, "again") == (None, [])  # finished
-    assert store.give_up("nope", 1, "unknown") == (None, [])
+    assert report_job.worker == "w:2"
+    assert store.give_up(job.id, retryable.dispatch, "again", "w:2") == (None, [])  # finished
+    assert store.give_up("nope", 1, "unknown", "w:2") == (None, [])
     assert history(store, job.id) == ["ENQUEUED", "STARTED", "FAILED", "RETRY_SCHEDULED",
                                       "DISCARDED"]  # fmt: skip
     delivery = reported(report_job)
@@ -146,6 +151,7 @@ def test_cancel_reports_it_and_manual_retry_sends_a_new_message(store: JobStore)
     assert refused.value.code is ErrorCode.FAILED_PRECONDITION
     cancelled, (report_job,) = store.cancel(job.id, "changed my mind")
     assert cancelled.state == job_pb2.JOB_STATE_CANCELLED
+    assert report_job.state == job_pb2.JOB_STATE_AVAILABLE and not report_job.sent  # to send
     delivery = reported(report_job)
     assert (delivery.outcome, delivery.error, delivery.version) == (
         common_pb2.OUTCOME_CANCELLED, "changed my mind", 2,
@@ -184,14 +190,30 @@ def test_unsent_messages_are_claimed_once_with_a_new_number(store: JobStore) -> 
     sent, _ = store.enqueue(EMAIL, email_args("u1"), "k1")
     store.mark_sent(sent.id, sent.dispatch)
     lost, _ = store.enqueue(EMAIL, email_args("u2"), "k2")
-    assert store.claim_unsent(before=time.time() - 60) == []  # not overdue yet
-    (claimed,) = store.claim_unsent(before=time.time() + 1)
+    past = time.time() - 60
+    assert store.claim_unsent(before=past, stuck_before=past) == []  # not overdue yet
+    (claimed,) = store.claim_unsent(before=time.time() + 1, stuck_before=past)
     assert claimed.id == lost.id and claimed.dispatch == lost.dispatch + 1
-    assert store.claim_unsent(before=time.time() - 1) == []  # dispatched again just now
+    assert store.claim_unsent(before=time.time() - 1, stuck_before=past) == []  # just now
     store.mark_sent(lost.id, lost.dispatch)  # the old message's send finishing late
     assert store.start(lost.id, lost.dispatch, "w:1") is None
     store.mark_sent(claimed.id, claimed.dispatch)
-    assert store.claim_unsent(before=time.time() + 1) == []
+    assert store.claim_unsent(before=time.time() + 1, stuck_before=past) == []
+
+
+def test_a_report_whose_worker_died_before_its_first_attempt_ended_is_sent(
+    store: JobStore,
+) -> None:
+    job, _ = store.enqueue(EMAIL, email_args(), "k")
+    store.mark_sent(job.id, job.dispatch)
+    (report_job,) = store.complete(started(store, job), outcomes.email_succeeded(
+        job, email_args(), "email-1"))  # fmt: skip
+    past, future = time.time() - 60, time.time() + 1
+    assert store.claim_unsent(before=future, stuck_before=past) == []  # still running
+    (claimed,) = store.claim_unsent(before=future, stuck_before=future)
+    assert claimed.id == report_job.id and claimed.dispatch == report_job.dispatch + 1
+    again = store.start(report_job.id, claimed.dispatch, "w:2")  # its message, delivered
+    assert again is not None and again.attempt == 2
 
 
 def test_stats_and_pages(store: JobStore) -> None:

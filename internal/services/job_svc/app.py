@@ -32,7 +32,7 @@ def create_app(settings: config.Settings) -> Starlette:
                           "discarded", "cancelled"):  # fmt: skip
                 metrics.QUEUE_DEPTH.labels(stats.queue, state).set(getattr(stats, state))
 
-    dispatcher = Dispatcher(store, broker)
+    dispatcher = Dispatcher(store, broker, settings.rpc_timeout_seconds)
     resender = Periodic("resend-unsent-jobs", UNSENT_GRACE_SECONDS / 2, dispatcher.resend_unsent)
     service = JobService(store, dispatcher)
     app = service_app(

@@ -1,9 +1,10 @@
 """Putting jobs' messages on the queue. A message carries the job id and the job's dispatch
 number (JobRow.dispatch), is due at the job's scheduled time, and once it is on the queue the
 row is marked sent. A job whose message was not known to be sent a while after its dispatch
-(a sender that died in between, a broker that refused it) is sent again with a new number by
-`resend_unsent`, which job_svc runs periodically; the old message, should it exist, is then
-stale and runs nothing. So a waiting job always has exactly one live message."""
+(a sender that died in between, a broker that refused it), or a report whose worker died
+while making its first attempt in place (it never had a message), is sent with a new number
+by `resend_unsent`, which job_svc runs periodically; the old message, should it exist, is
+then stale and runs nothing. So a waiting job always has exactly one live message."""
 
 from __future__ import annotations
 
@@ -29,9 +30,13 @@ UNSENT_GRACE_SECONDS = 10.0
 class Dispatcher:
     """Sends jobs' messages on `broker` and records them sent in `store`."""
 
-    def __init__(self, store: JobStore, broker: dramatiq.Broker) -> None:
+    def __init__(
+        self, store: JobStore, broker: dramatiq.Broker, report_time_limit: float = 30.0
+    ) -> None:
         self.store = store
         self.broker = broker
+        # How long a report's attempt (one RPC to user_svc) takes at most: its RPC timeout.
+        self.report_time_limit = report_time_limit
         for kind in KINDS.values():
             broker.declare_queue(kind.queue)
 
@@ -57,7 +62,11 @@ class Dispatcher:
 
     def resend_unsent(self) -> int:
         """Sends again the messages of jobs not known to be on the queue; their count."""
-        jobs = self.store.claim_unsent(before=time.time() - UNSENT_GRACE_SECONDS)
+        now = time.time()
+        jobs = self.store.claim_unsent(
+            before=now - UNSENT_GRACE_SECONDS,
+            stuck_before=now - self.report_time_limit - UNSENT_GRACE_SECONDS,
+        )
         for job in jobs:
             log.warning("job %s: its message was not sent; sending it (number %d)", job.id,
                         job.dispatch)  # fmt: skip

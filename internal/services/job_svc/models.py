@@ -32,22 +32,27 @@ ArgsT = TypeVar("ArgsT", bound=Message)
 
 @dataclass(frozen=True)
 class JobKind(Generic[ArgsT]):
-    """One kind of job: where it is queued, which actor runs it, and what its args are."""
+    """One kind of job: where it is queued, which actor runs it, what its args are, and its
+    priority in a worker (Dramatiq's: of the messages a worker holds, the lowest runs first)."""
 
     queue: str
     actor: str
     args_field: str  # the Job.args oneof member
     args_type: type[ArgsT]
+    priority: int
 
     def parse_args(self, stored: bytes) -> ArgsT:
         """A job's args as stored in its row."""
         return self.args_type.FromString(bytes(stored))
 
 
-EMAIL = JobKind("emails", "deliver_email", "email", job_pb2.EmailJobArgs)
-CONVERSION = JobKind("conversions", "convert_image", "conversion", job_pb2.ConversionJobArgs)
-# Tells user_svc how an email or conversion job ended (see outcomes.py).
-REPORT = JobKind("reports", "report_outcome", "report", job_pb2.ReportJobArgs)
+EMAIL = JobKind("emails", "deliver_email", "email", job_pb2.EmailJobArgs, priority=10)
+CONVERSION = JobKind(
+    "conversions", "convert_image", "conversion", job_pb2.ConversionJobArgs, priority=10
+)
+# Tells user_svc how an email or conversion job ended (see outcomes.py). Before new work, so
+# that a workflow whose work is done is not kept waiting for its report behind a backlog.
+REPORT = JobKind("reports", "report_outcome", "report", job_pb2.ReportJobArgs, priority=0)
 KINDS: dict[str, JobKind[Any]] = {kind.actor: kind for kind in (EMAIL, CONVERSION, REPORT)}
 
 
@@ -70,7 +75,8 @@ class JobRow(peewee.Model):
     retry_until = peewee.DoubleField(null=True)
     # The number of the one message that may run the job; bumped each time one is sent.
     dispatch = peewee.IntegerField(default=0)
-    # Whether that message is known to be on the queue; one that is not, a sweep resends.
+    # Whether that message is known to be on the queue, or none is owed (a finished job);
+    # a job owed one that is not known to be sent, dispatch.resend_unsent sends.
     sent = peewee.BooleanField(default=True)
     dispatched_at = peewee.DoubleField(null=True)
 

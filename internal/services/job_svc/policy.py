@@ -94,3 +94,9 @@ class RetryPolicy:
             return Decision(None, f"transient errors until the retry horizon ({attempt} attempts)")
         delay = min(self.backoff(attempt), retry_until - now)
         return Decision(delay, f"a transient error: retried in {delay:.1f}s")
+
+
+def attempt_time_limit(settings: config.Settings) -> float:
+    """Seconds an attempt may take before Dramatiq's time limit interrupts it: a conversion
+    may legitimately take as long as ImageMagick may, and then some."""
+    return settings.imagemagick_timeout_seconds + 120

@@ -2,8 +2,10 @@
 idempotency key; start an attempt; complete, fail (retry later or discard) or be given up by
 the queue; cancel and retry by hand. A job that ends (completed, discarded, cancelled)
 enqueues the report of its outcome, stamped with that event's sequence, in the same
-transaction. Transitions that need a message sent return the jobs to send (dispatch.py sends
-them once the transaction has committed). job_svc's RPCs and its workers both use it."""
+transaction; a worker's transitions start that report's first attempt at once, for the
+worker to make in the same thread. Transitions return the jobs that need a message sent
+(dispatch.py sends them once the transaction has committed) or, already executing, the
+reports to run. job_svc's RPCs and its workers both use it."""
 
 from __future__ import annotations
 
@@ -60,19 +62,30 @@ class JobStore:
                 (JobRow.id == job_id) & (JobRow.dispatch == dispatch)
             ).execute()
 
-    def claim_unsent(self, before: float, limit: int = 100) -> list[JobRow]:
-        """Waiting jobs whose message was not known to be sent by `before` (its sender died
-        or the broker refused it), each given a new dispatch number to send: any message of
-        theirs that is on the queue after all will not run them."""
+    def claim_unsent(self, before: float, stuck_before: float, limit: int = 100) -> list[JobRow]:
+        """Jobs that have no message and need one, each given a new dispatch number to send
+        (any message of theirs that is on the queue after all will then run nothing):
+        waiting ones whose message was not known to be sent by `before` (its sender died,
+        or the broker refused it), and reports whose first attempt, made by the worker that
+        finished their job (they never had a message), started before `stuck_before` and has
+        not ended (that worker died)."""
         now = time.time()
+        unsent = JobRow.sent == False  # noqa: E712  (peewee builds SQL from it)
+        stuck_report = (
+            (JobRow.actor == REPORT.actor)
+            & (JobRow.state == job_pb2.JOB_STATE_EXECUTING)
+            & (JobRow.attempted_at < stuck_before)
+        )
         with self.database.connection_context(), write_transaction(self.database):
             rows = list(
                 locked(
                     JobRow.select()
                     .where(
-                        (JobRow.sent == False)  # noqa: E712  (peewee builds SQL from it)
-                        & (JobRow.dispatched_at < before)
-                        & JobRow.state.in_(WAITING)
+                        unsent
+                        & (
+                            ((JobRow.dispatched_at < before) & JobRow.state.in_(WAITING))
+                            | stuck_report
+                        )
                     )
                     .order_by(JobRow.dispatched_at)
                     .limit(limit)
@@ -104,21 +117,23 @@ class JobStore:
 
     def complete(self, job: JobRow, report: job_pb2.ReportJobArgs | None) -> list[JobRow]:
         """The attempt succeeded: the job is completed (even if it was cancelled while the
-        attempt ran: the work is done) and `report` enqueued. Returns the jobs to send."""
+        attempt ran: the work is done) and `report` enqueued, its first attempt started by
+        the job's worker. Returns that report, to run."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
             fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
             if fresh.state == job_pb2.JOB_STATE_COMPLETED:
                 return []  # a second run of the same message finished first
-            fresh.state, fresh.finished_at = job_pb2.JOB_STATE_COMPLETED, now
+            self._end(fresh, job_pb2.JOB_STATE_COMPLETED, now)
             fresh.save()
             version = self._event(fresh, job_pb2.JOB_EVENT_TYPE_COMPLETED, now, worker=job.worker)
-            return self._report(fresh, report, version, now)
+            return self._report(fresh, report, version, now, run_by=job.worker)
 
     def fail(self, job: JobRow, error: str, decision: Decision) -> list[JobRow]:
         """The attempt failed: the job waits for its next attempt (the policy's delay; it is
-        returned, to send) or is discarded and its failure reported (the report returned).
-        A job cancelled, or run by a newer message, meanwhile is left as it is."""
+        returned, to send) or is discarded and its failure reported (the report returned, to
+        run, as complete's). A job cancelled, or run by a newer message, meanwhile is left as
+        it is."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
             fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
@@ -128,13 +143,13 @@ class JobStore:
                 fresh.save()
                 return []
             if decision.retry_in is None:
-                fresh.state, fresh.finished_at = job_pb2.JOB_STATE_DISCARDED, now
+                self._end(fresh, job_pb2.JOB_STATE_DISCARDED, now)
                 fresh.save()
                 version = self._event(
                     fresh, job_pb2.JOB_EVENT_TYPE_DISCARDED, now, message=decision.reason
                 )
                 report = outcomes.ended(fresh, common_pb2.OUTCOME_FAILED, error)
-                return self._report(fresh, report, version, now)
+                return self._report(fresh, report, version, now, run_by=job.worker)
             fresh.state, fresh.scheduled_at = job_pb2.JOB_STATE_RETRYABLE, now + decision.retry_in
             self._redispatch(fresh, now)
             fresh.save()
@@ -145,12 +160,12 @@ class JobStore:
         return [fresh]
 
     def give_up(
-        self, job_id: str, dispatch: int, reason: str
+        self, job_id: str, dispatch: int, reason: str, worker: str
     ) -> tuple[JobRow | None, list[JobRow]]:
         """The queue gave up the message numbered `dispatch` (see worker.Jobs.given_up): its
-        job is discarded and its failure reported, unless the job had finished or a newer
-        message replaced that one. Returns the job (None when nothing changed) and the jobs
-        to send."""
+        job is discarded and its failure reported (the report's first attempt started by
+        `worker`), unless the job had finished or a newer message replaced that one. Returns
+        the job (None when nothing changed) and the report to run."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
             job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
@@ -158,17 +173,17 @@ class JobStore:
                 return None, []
             message = f"given up by the job queue: {reason}"
             self._record_error(job, message, now)
-            job.state, job.finished_at = job_pb2.JOB_STATE_DISCARDED, now
+            self._end(job, job_pb2.JOB_STATE_DISCARDED, now)
             job.save()
             version = self._event(job, job_pb2.JOB_EVENT_TYPE_DISCARDED, now, message=message)
             report = outcomes.ended(job, common_pb2.OUTCOME_FAILED, message)
-            return job, self._report(job, report, version, now)
+            return job, self._report(job, report, version, now, run_by=worker)
 
     # -- by hand --------------------------------------------------------------------------
 
     def cancel(self, job_id: str, reason: str) -> tuple[JobRow, list[JobRow]]:
         """Cancels a job that has not finished and reports it cancelled. Returns the job and
-        the jobs to send."""
+        the report, to send."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
             job = self._get(job_id)
@@ -177,7 +192,7 @@ class JobStore:
                     ErrorCode.FAILED_PRECONDITION,
                     f"job {job_id} is {job_pb2.JobState.Name(job.state)} and cannot be cancelled",
                 )
-            job.state, job.finished_at = job_pb2.JOB_STATE_CANCELLED, now
+            self._end(job, job_pb2.JOB_STATE_CANCELLED, now)
             job.save()
             version = self._event(job, job_pb2.JOB_EVENT_TYPE_CANCELLED, now, message=reason)
             report = outcomes.ended(job, common_pb2.OUTCOME_CANCELLED, reason)
@@ -272,14 +287,33 @@ class JobStore:
         return job, created
 
     def _report(
-        self, job: JobRow, report: job_pb2.ReportJobArgs | None, version: int, now: float
+        self,
+        job: JobRow,
+        report: job_pb2.ReportJobArgs | None,
+        version: int,
+        now: float,
+        run_by: str = "",
     ) -> list[JobRow]:
-        """Enqueues the report of `job`'s outcome decided by its event number `version`."""
+        """Enqueues the report of `job`'s outcome decided by its event number `version`; with
+        `run_by`, its first attempt is started by that worker, which makes it right away and
+        sends no message (unless the attempt fails)."""
         if report is None:
             return []
         stamped = outcomes.stamped(report, version, now).SerializeToString()
         reporter, created = self._insert(REPORT, stamped, outcomes.report_key(job, version), now)
-        return [reporter] if created else []
+        if not created:
+            return []
+        if run_by:
+            reporter.state, reporter.attempt, reporter.attempted_at, reporter.worker = (
+                job_pb2.JOB_STATE_EXECUTING, 1, now, run_by
+            )  # fmt: skip
+            reporter.save()
+            self._event(reporter, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=run_by)
+        return [reporter]
+
+    def _end(self, job: JobRow, state: int, now: float) -> None:
+        """A final state: the job owes no message any more (nor does resend_unsent look)."""
+        job.state, job.finished_at, job.sent = state, now, True
 
     def _redispatch(self, job: JobRow, now: float) -> None:
         """A new message number: only the message sent with it may run the job."""

@@ -5,11 +5,13 @@ A delivered message (job id, dispatch number) is one attempt, if the store lets 
 (JobStore.start: the job is still to run and the message is its current one). When the
 attempt fails the retry policy (policy.py) decides: the store records the decision, and the
 worker sends the job's next message itself, delayed by the backoff, or discards the job; a
-job that ends (completed, discarded) enqueues the report of its outcome as a job of its own.
-So nothing waits inside a worker thread, and the queue keeps no retry state: the broker has
-no Retries middleware. When the queue itself gives a message up (the SQLite broker's delivery
-cap, an age limit), DiscardHook tells Jobs.given_up, which discards the job and reports it.
-Every side effect is idempotent, so a message delivered twice does no harm.
+job that ends (completed, discarded) enqueues the report of its outcome as a job of its own,
+whose first attempt the worker makes right away, in the same thread (one RPC, no message);
+should it fail, the report is retried like any job. So nothing waits inside a worker thread,
+and the queue keeps no retry state: the broker has no Retries middleware. When the queue
+itself gives a message up (the SQLite broker's delivery cap, an age limit), DiscardHook tells
+Jobs.given_up, which discards the job and reports it. Every side effect is idempotent, so a
+message delivered twice does no harm.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import dramatiq
 import prometheus_client
 from dramatiq.middleware.time_limit import TimeLimitExceeded
+from mcsv.v1 import job_pb2
 
 from internal import config, observability
 from internal.observability import metrics
@@ -34,7 +37,7 @@ from internal.queue import Discarded, DiscardHook, default_middleware, open_brok
 from internal.services.job_svc.dispatch import Dispatcher
 from internal.services.job_svc.handlers import JobHandler, Peers, job_handlers
 from internal.services.job_svc.models import JobRow
-from internal.services.job_svc.policy import RetryPolicy, describe
+from internal.services.job_svc.policy import RetryPolicy, attempt_time_limit, describe
 from internal.services.job_svc.store import JobStore, open_jobs
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,10 @@ class Jobs:
         if job is None:
             log.info("job %s: message %d is not the job's to run; skipped", job_id, dispatch)
             return
+        self._run_started(job, handler)
+
+    def _run_started(self, job: JobRow, handler: JobHandler[Any]) -> None:
+        """Makes the attempt the store has started, and records how it went."""
         args = handler.kind.parse_args(job.args)
         labels = (job.queue, job.actor)
         metrics.JOBS_STARTED.labels(*labels).inc()
@@ -89,7 +96,7 @@ class Jobs:
         metrics.JOBS_SUCCEEDED.labels(*labels).inc()
         metrics.JOB_DURATION.labels(*labels, "succeeded").observe(time.perf_counter() - started)
         log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
-        self._dispatcher().send_all(to_send)
+        self._follow_up(to_send)
 
     def _failed(self, job: JobRow, exc: BaseException) -> None:
         error = describe(exc)
@@ -105,7 +112,7 @@ class Jobs:
             metrics.JOBS_DISCARDED.labels(*labels).inc()
             log.error("job %s discarded after attempt %d (%s): %s", job.id, job.attempt,
                       decision.reason, error)  # fmt: skip
-        self._dispatcher().send_all(to_send)
+        self._follow_up(to_send)
 
     def given_up(self, message: Discarded) -> None:
         """The queue gave a job's message up: the job is discarded and its failure reported,
@@ -116,12 +123,22 @@ class Jobs:
         job_id = str(message.args[0])
         dispatch = int(message.args[1]) if len(message.args) > 1 else 0
         observability.tag(job_id=job_id)
-        job, to_send = self.store.give_up(job_id, dispatch, message.reason)
+        job, to_send = self.store.give_up(job_id, dispatch, message.reason, this_worker())
         if job is None:
             return
         metrics.JOBS_DISCARDED.labels(job.queue, job.actor).inc()
         log.error("job %s given up by the job queue: %s", job.id, message.reason)
-        self._dispatcher().send_all(to_send)
+        self._follow_up(to_send)
+
+    def _follow_up(self, jobs: list[JobRow]) -> None:
+        """Sends the messages of the jobs a transition made due, and makes the attempts it
+        started here (a report, right after the job it reports on)."""
+        for job in jobs:
+            if job.state == job_pb2.JOB_STATE_EXECUTING:
+                observability.tag(job_id=job.id)
+                self._run_started(job, self.handlers[job.actor])
+            else:
+                self._dispatcher().send_all([job])
 
     def _dispatcher(self) -> Dispatcher:
         if self.dispatcher is None:
@@ -146,15 +163,16 @@ def open_worker_broker(settings: config.Settings, jobs: Jobs) -> dramatiq.Broker
         visibility_timeout=settings.job_visibility_timeout_seconds,
         **options,
     )
-    jobs.dispatcher = Dispatcher(jobs.store, broker)
+    jobs.dispatcher = Dispatcher(jobs.store, broker, settings.rpc_timeout_seconds)
     # A conversion may legitimately take a while; Dramatiq's own limit is a backstop.
-    time_limit_ms = int((settings.imagemagick_timeout_seconds + 120) * 1000)
+    time_limit_ms = int(attempt_time_limit(settings) * 1000)
     for handler in jobs.handlers.values():
         declare = dramatiq.actor(
             actor_name=handler.kind.actor,
             queue_name=handler.kind.queue,
             broker=broker,
             time_limit=time_limit_ms,
+            priority=handler.kind.priority,
         )
         declare(_actor(jobs, handler))
     return broker
