@@ -136,6 +136,7 @@ class Jobs:
         for job in jobs:
             if job.state == job_pb2.JOB_STATE_EXECUTING:
                 observability.tag(job_id=job.id)
+                metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
                 self._run_started(job, self.handlers[job.actor])
             else:
                 self._dispatcher().send_all([job])
