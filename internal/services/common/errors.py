@@ -70,9 +70,9 @@ def optional_url(value: str, argument: str) -> str:
 
 
 def require_outcome(value: int, argument: str) -> int:
-    """A required Outcome: succeeded or failed (OUTCOME_UNSPECIFIED means it was not set)."""
+    """A required Outcome: succeeded, failed or cancelled (OUTCOME_UNSPECIFIED: not set)."""
     if value == 0:
-        raise invalid_argument(argument, "is required (succeeded or failed)")
+        raise invalid_argument(argument, "is required (succeeded, failed or cancelled)")
     return value
 
 

@@ -1,19 +1,13 @@
 """job_svc's RPCs: enqueue email and conversion jobs (the job is a row; its Dramatiq message
-carries only the job id), read them with their history, list, cancel and retry them, and
-count them per queue."""
+carries only the job id and its dispatch number), read them with their history, list, cancel
+(reporting the cancellation) and retry them, and count them per queue."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import dramatiq
 from mcsv.twirp import Context
 from mcsv.v1 import common_pb2, job_pb2
-from opentelemetry.trace import SpanKind
 
 from internal import mail, observability
-from internal.observability import metrics
 from internal.services.common.errors import (
     invalid_argument,
     require,
@@ -22,13 +16,12 @@ from internal.services.common.errors import (
     require_valid_times,
 )
 from internal.services.common.paging import next_page_token, page_offset, page_size
+from internal.services.job_svc.dispatch import Dispatcher
 from internal.services.job_svc.models import (
     CONVERSION,
     EMAIL,
-    KINDS,
     ArgsT,
     JobKind,
-    JobRow,
     event_message,
     job_message,
 )
@@ -36,11 +29,11 @@ from internal.services.job_svc.store import JobStore
 
 
 class JobService:
-    """The JobService RPCs. `send` puts a job's message on the broker."""
+    """The JobService RPCs; `dispatcher` puts jobs' messages on the broker."""
 
-    def __init__(self, store: JobStore, send: Callable[[JobRow], None]) -> None:
+    def __init__(self, store: JobStore, dispatcher: Dispatcher) -> None:
         self.store = store
-        self.send = send
+        self.dispatcher = dispatcher
 
     def enqueue_email(
         self, ctx: Context, request: job_pb2.EnqueueEmailRequest
@@ -62,11 +55,11 @@ class JobService:
     def _enqueue(self, kind: JobKind[ArgsT], args: ArgsT, key: str) -> job_pb2.Job:
         job, created = self.store.enqueue(kind, args, key)
         observability.tag(job_id=job.id)
-        if created or job.state == job_pb2.JOB_STATE_AVAILABLE:
-            # Sent again for a repeated request whose job has not started: the first send
-            # may have failed after the row was written. Running twice is harmless (start()
-            # skips finished jobs; side effects are idempotent).
-            self.send(job)
+        if created:
+            # The row is the job: should its message not go out now, the periodic
+            # resend_unsent sends it. A repeated request sends nothing (its job has its one
+            # message already, or is running or finished).
+            self.dispatcher.send_all([job])
         return job_message(job)
 
     def get_job(self, ctx: Context, request: job_pb2.GetJobRequest) -> job_pb2.GetJobResponse:
@@ -86,12 +79,15 @@ class JobService:
     def cancel_job(
         self, ctx: Context, request: job_pb2.CancelJobRequest
     ) -> job_pb2.CancelJobResponse:
-        job = self.store.cancel(require(request.id, "id"), request.reason or "cancelled by request")
+        job, reports = self.store.cancel(
+            require(request.id, "id"), request.reason or "cancelled by request"
+        )
+        self.dispatcher.send_all(reports)
         return job_pb2.CancelJobResponse(job=job_message(job))
 
     def retry_job(self, ctx: Context, request: job_pb2.RetryJobRequest) -> job_pb2.RetryJobResponse:
         job = self.store.retry(require(request.id, "id"))
-        self.send(job)
+        self.dispatcher.send_all([job])
         return job_pb2.RetryJobResponse(job=job_message(job))
 
     def get_queue_stats(
@@ -126,34 +122,3 @@ def check_conversion_args(args: job_pb2.ConversionJobArgs) -> None:
     for name in ("source_url", "pdf_upload_url", "pdf_download_url"):
         require_url(getattr(args, name), f"args.{name}")
     require_valid_times(args, "args.")
-
-
-def sender(broker: dramatiq.Broker) -> Callable[[JobRow], None]:
-    """Puts a job's message on its queue: the job id is all the worker needs."""
-
-    def send(job: JobRow) -> None:
-        with observability.tracer().start_as_current_span(
-            f"enqueue {job.actor}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "dramatiq",
-                "messaging.destination.name": job.queue,
-                "mcsv.job_id": job.id,
-            },
-        ):
-            options: dict[str, Any] = {}
-            observability.inject_into(options)
-            broker.enqueue(
-                dramatiq.Message(
-                    queue_name=job.queue,
-                    actor_name=job.actor,
-                    args=(job.id,),
-                    kwargs={},
-                    options=options,
-                )
-            )
-        metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
-
-    for kind in KINDS.values():
-        broker.declare_queue(kind.queue)
-    return send

@@ -1,6 +1,7 @@
 """user_svc: the entry gateway. It creates users and enqueues their welcome email, accepts
 image uploads (the only RPC that carries image bytes), stores them and hands job_svc
-presigned URLs, and relays every workflow's outcome to client_svc.
+presigned URLs, and relays every workflow's outcome to client_svc: succeeded, failed or
+cancelled, the latest (highest version) winning.
 
 A user or a conversion is committed together with its job request in the outbox (outbox.py),
 which the relay (relay.py) sends to job_svc: at once, before the answer, when it can, or once
@@ -43,11 +44,18 @@ from internal.services.user_svc.models import (
 )
 from internal.services.user_svc.outbox import OutboxRow
 from internal.services.user_svc.relay import INLINE_LEASE, Delivery, Relay, trace_context
+from internal.services.user_svc.retention import UploadRetention
 
 log = logging.getLogger(__name__)
 
 # What a stored file may be called: the upload's name, reduced to safe characters.
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# A conversion's state after each outcome job_svc reports.
+STATE_AFTER = {
+    common_pb2.OUTCOME_SUCCEEDED: user_pb2.CONVERSION_STATE_SUCCEEDED,
+    common_pb2.OUTCOME_FAILED: user_pb2.CONVERSION_STATE_FAILED,
+    common_pb2.OUTCOME_CANCELLED: user_pb2.CONVERSION_STATE_CANCELLED,
+}
 
 
 class UserService:
@@ -71,6 +79,7 @@ class UserService:
             recorded=self._job_enqueued,
             report=self._job_refused,
         )
+        self.retention = UploadRetention(database, store, settings.failed_upload_retention_seconds)
 
     # Workflow 1
 
@@ -300,6 +309,8 @@ class UserService:
         require_valid_times(request)
         row = await asyncio.to_thread(self._conversion, conversion_id)
         observability.tag(user_id=row.user_id, conversion_id=row.id, job_id=report.job_id)
+        if report.outcome not in STATE_AFTER:
+            raise invalid_argument("report.outcome", "must be succeeded, failed or cancelled")
         await asyncio.to_thread(self._finish, row, report)
         await self.client.receive_notification(
             client_pb2.ReceiveNotificationRequest(
@@ -309,20 +320,30 @@ class UserService:
         return user_pb2.ConversionCompleteResponse(conversion=conversion_message(row))
 
     def _finish(self, row: ConversionRow, report: common_pb2.ConversionReport) -> None:
-        """Records the outcome (again, harmlessly, for a repeated report) and removes the
-        uploaded original: the PDF is what is kept."""
+        """Records the outcome, unless one of a higher version is recorded (a repeated
+        report changes nothing). A succeeded conversion's original is removed, the PDF being
+        what is kept; a failed or cancelled one's is kept until its retention ends, for a
+        retry."""
         succeeded = report.outcome == common_pb2.OUTCOME_SUCCEEDED
-        if row.state == user_pb2.CONVERSION_STATE_SUCCEEDED and not succeeded:
-            return  # a late failure of a repeated attempt does not undo a finished PDF
-        row.state = (
-            user_pb2.CONVERSION_STATE_SUCCEEDED if succeeded else user_pb2.CONVERSION_STATE_FAILED
-        )
+        if report.version and report.version <= row.report_version:
+            return  # this outcome or a later one is recorded already
+        if not report.version and row.state == user_pb2.CONVERSION_STATE_SUCCEEDED:
+            return  # unversioned (an older sender): a finished PDF is not undone
+        now = time.time()
+        row.state = STATE_AFTER[report.outcome]
+        row.report_version = report.version
         row.pdf_url = report.pdf_url
         row.result = report.result.SerializeToString() if report.HasField("result") else None
         row.error = report.error
-        row.finished_at = row.finished_at or time.time()
+        row.finished_at = now
+        row.upload_kept_until = None if succeeded else now + self.retention.seconds
         self._save(row)
-        self.store.delete(row.source_key)
+        if succeeded:
+            self.store.delete(row.source_key)
+
+    def sweep_uploads(self) -> int:
+        """Deletes the uploads of failed and cancelled conversions whose retention ended."""
+        return self.retention.sweep()
 
 
 def welcome_request(user: UserRow) -> job_pb2.EnqueueEmailRequest:
