@@ -53,7 +53,7 @@ from internal import registry
 from internal.peers import SyncPeers
 from internal.supervisor import SupervisorError, System, running
 from tests.e2e.backends import BACKENDS, backend_env
-from tests.support.servers import ROOT, free_port, s3_server
+from tests.support.servers import ROOT, free_port, free_ports_in_a_row, s3_server
 
 UNFINISHED = ("available", "scheduled", "executing", "retryable")
 FINISHED = ("completed", "discarded", "cancelled")
@@ -157,7 +157,7 @@ def chaos_env(data_dir: Path, backend: dict[str, str], extra: dict[str, str]) ->
     env = {"MCSV_DATA_DIR": str(data_dir)}
     for service in registry.SERVICES:
         env[service.url_variable] = f"http://127.0.0.1:{free_port()}"
-    env["WORKER_METRICS_URL"] = f"http://127.0.0.1:{free_port()}"
+    env["WORKER_METRICS_URL"] = f"http://127.0.0.1:{free_ports_in_a_row()}"
     return {**env, **backend, **extra}
 
 

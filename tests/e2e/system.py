@@ -20,7 +20,7 @@ from mcsv.v1.job_twirp import JobServiceClient
 from internal import config, registry
 from internal.peers import SyncPeers
 from internal.supervisor import System, running
-from tests.support.servers import free_port
+from tests.support.servers import free_port, free_ports_in_a_row
 
 ClientT = TypeVar("ClientT", bound=SyncClient)
 
@@ -31,7 +31,7 @@ def system_env(data_dir: Path, **extra: str) -> dict[str, str]:
         env[service.url_variable] = f"http://127.0.0.1:{free_port()}"
     # Worker N serves its metrics on this port + N - 1: not the default 9100, which another
     # system on this machine may hold.
-    env["WORKER_METRICS_URL"] = f"http://127.0.0.1:{free_port()}"
+    env["WORKER_METRICS_URL"] = f"http://127.0.0.1:{free_ports_in_a_row()}"
     # Quick retries, so that the resilience tests take seconds; a horizon no test outlasts.
     env.update(JOB_MIN_BACKOFF_MS="200", JOB_MAX_BACKOFF_MS="1000", JOB_RETRY_HORIZON_SECONDS="120")
     env.update(extra)

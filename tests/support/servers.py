@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,10 +17,41 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Test servers listen below the kernel's ephemeral range (ip_local_port_range, 32768 and up
+# by default), which outgoing connections draw their local ports from: a port picked there
+# can be taken by some client's connection before the server binds it.
+TEST_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, outside the ephemeral range."""
+    while True:
+        port = random.choice(TEST_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def free_ports_in_a_row(count: int = 8) -> int:
+    """The first of `count` consecutive free loopback ports: the supervisor gives job worker N
+    the metrics port + N - 1, so every one of them must be free, not only the first."""
+    while True:
+        first = free_port()
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
 
 
 @contextmanager
