@@ -1,7 +1,8 @@
 """Hostile input to every RPC of every service, sent over the wire as an outsider would:
 random bytes, truncated messages, mistyped JSON, unknown enum values, huge strings and
 numbers, bad UTF-8, wrong content types and stalled bodies. Every answer must be 200 or a
-typed Twirp 4xx (never a 5xx, never a hang), and every service still serves afterwards."""
+typed Twirp 4xx (never a 5xx, never a hang), and every service still serves afterwards. Each
+request carries a credential the RPC admits, so that it reaches the handler."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from mcsv.v1 import client_pb2, email_pb2, image_pb2, job_pb2, user_pb2
 
 from internal.supervisor import System
 from tests.e2e.system import whole_system
+from tests.support.credentials import allowed_headers
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +80,9 @@ def http() -> Iterator[httpx.Client]:
 def _post(
     http: httpx.Client, system: System, rpc: Rpc, body: bytes, content_type: str | None
 ) -> None:
-    headers = {"Content-Type": content_type} if content_type is not None else {}
+    headers = allowed_headers(system.settings, rpc.path.removeprefix("/twirp/"))
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     url = system.settings.url(rpc.service) + rpc.path
     try:
         response = http.post(url, content=body, headers=headers)
@@ -315,9 +319,15 @@ def test_a_stalled_body_gets_a_timeout_answer_and_a_closed_connection(
 ) -> None:
     rpc = next(rpc for rpc in RPCS if rpc.service == service)
     url = httpx.URL(system.settings.url(service))
+    credential = "".join(
+        f"{name}: {value}\r\n"
+        for name, value in allowed_headers(
+            system.settings, rpc.path.removeprefix("/twirp/")
+        ).items()
+    )
     with socket.create_connection((url.host, url.port), timeout=HANG_SECONDS) as sock:
         sock.sendall(
-            f"POST {rpc.path} HTTP/1.1\r\nHost: {url.host}\r\n"
+            f"POST {rpc.path} HTTP/1.1\r\nHost: {url.host}\r\n{credential}"
             "Content-Type: application/json\r\nContent-Length: 3\r\n\r\n{}".encode()
         )
         started = time.monotonic()

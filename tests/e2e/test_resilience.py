@@ -16,11 +16,12 @@ from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
+from internal.auth import OPERATOR
 from internal.peers import SyncPeers
 from internal.supervisor import ROOT
 from tests.e2e.backends import BACKENDS, backend_env
 from tests.e2e.images import make_image
-from tests.e2e.system import CONVERSION, EMAIL, peer, succeeded, wait_for, whole_system
+from tests.e2e.system import CONVERSION, EMAIL, as_user, peer, succeeded, wait_for, whole_system
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -85,7 +86,8 @@ def test_a_worker_killed_mid_job_loses_nothing(
                         options=common_pb2.ConversionOptions(
                             quality=common_pb2.PDF_QUALITY_LOSSLESS
                         ),
-                    )
+                    ),
+                    headers=as_user(system.settings, owner.id),
                 ).conversion.id: i
                 for i in range(6)
             }
@@ -191,7 +193,7 @@ def test_a_job_the_queue_gives_up_on_is_discarded_and_its_failure_reported(
             [sys.executable, str(ROOT / "cmd" / "job_worker.py"), "--threads", "1"],
             {"JOB_MAX_RETRIES": "0", "WORKER_METRICS_URL": f"http://127.0.0.1:{free_port()}"},
         )
-        with SyncPeers(system.settings) as peers:
+        with SyncPeers(system.settings, identity=OPERATOR) as peers:
             users, jobs = peers.client(UserServiceClient), peers.client(JobServiceClient)
             created = users.create_user(
                 user_pb2.CreateUserRequest(name="Given Up", email="given-up@example.com")

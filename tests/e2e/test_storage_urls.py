@@ -19,7 +19,7 @@ from mcsv.v1.user_twirp import UserServiceClient
 from internal.storage import LocalStorage
 from internal.supervisor import System
 from tests.e2e.images import make_image
-from tests.e2e.system import CONVERSION, peer, wait_for, whole_system
+from tests.e2e.system import CONVERSION, as_user, peer, wait_for, whole_system
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,8 @@ def _stored_pdf_url(system: System, users: UserServiceClient) -> tuple[str, str]
     accepted = users.convert_image(
         user_pb2.ConvertImageRequest(
             user_id=owner.id, filename="u.png", image_data=make_image("png", 200, 100)
-        )
+        ),
+        headers=as_user(system.settings, owner.id),
     ).conversion
     report = wait_for(system, CONVERSION, {accepted.id})[accepted.id]
     url = report.conversion_finished.pdf_url
@@ -82,7 +83,7 @@ def test_tampered_and_expired_urls_are_refused(system: System, users: UserServic
 def test_an_unsigned_url_on_the_storage_origin_is_refused_by_the_storage(system: System) -> None:
     origin = system.settings.storage_public_url
     with (
-        peer(system.settings, ImageServiceClient) as images,
+        peer(system.settings, ImageServiceClient, identity="job_svc") as images,
         pytest.raises(TwirpError) as refused,
     ):
         images.convert_to_pdf(

@@ -18,6 +18,7 @@ from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
 from internal import config
+from internal.auth import OPERATOR
 from internal.data import create_tables, open_database, write_transaction
 from internal.peers import SyncPeers
 from internal.services.user_svc import outbox
@@ -59,7 +60,7 @@ def test_job_requests_wait_in_the_outbox_until_job_svc_is_back(tmp_path: Path) -
     with (
         serving("user_svc-outbox", user_svc, settings.url("user_svc") + "/ready", env=env,
                 ready=lambda answer: answer.status_code == 200),
-        SyncPeers(settings) as peers,
+        SyncPeers(settings, identity=OPERATOR) as peers,
     ):  # fmt: skip
         users, jobs = peers.client(UserServiceClient), peers.client(JobServiceClient)
         created = users.create_user(user_pb2.CreateUserRequest(name="Ada", email="ada@example.com"))
@@ -69,7 +70,8 @@ def test_job_requests_wait_in_the_outbox_until_job_svc_is_back(tmp_path: Path) -
                 filename="photo.png",
                 image_data=make_image("png", 64, 48),
                 idempotency_key="upload-1",
-            )
+            ),
+            headers={"Authorization": f"Bearer {created.api_token}"},  # its own token
         ).conversion
         assert created.job_id == "" and accepted.job_id == ""  # job_svc is down: OK all the same
         assert accepted.state == user_pb2.CONVERSION_STATE_PENDING

@@ -22,9 +22,16 @@ from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
 from mcsv.v1.client_twirp import AsyncClientServiceClient
 from mcsv.v1.job_twirp import AsyncJobServiceClient
 
-from internal import config, observability, storage
+from internal import auth, config, observability, storage
+from internal.auth import tokens
 from internal.data import insert_once, write_transaction
-from internal.services.common.errors import found, invalid_argument, require, require_email
+from internal.services.common.errors import (
+    found,
+    invalid_argument,
+    not_found,
+    require,
+    require_email,
+)
 from internal.services.common.times import now, timestamp
 from internal.services.user_svc import outbox
 from internal.services.user_svc.models import (
@@ -54,6 +61,7 @@ class UserService:
         self.database = database
         self.store = store
         self.client = client
+        self.settings = settings
         self.max_upload_bytes = settings.max_upload_bytes
         self.url_ttl = timedelta(seconds=settings.presigned_url_ttl_seconds)
         self.relay = Relay(
@@ -79,8 +87,12 @@ class UserService:
         if created and lease and intent is not None:
             await self.relay.send_own(intent)  # sets intent.job_id when sent
         # A repeated request answers with the first one's job, once job_svc acknowledged it.
+        # The API token only to the request that created the user: anyone may repeat a
+        # sign-up, and must not get someone else's token by naming their email.
         return user_pb2.CreateUserResponse(
-            user=user_message(user), job_id=intent.job_id if intent else ""
+            user=user_message(user),
+            job_id=intent.job_id if intent else "",
+            api_token=tokens.user_token(self.settings, user.id) if created else "",
         )
 
     def _create_user(
@@ -108,7 +120,10 @@ class UserService:
         return user, intent, created
 
     def get_user(self, ctx: Context, request: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:
-        return user_pb2.GetUserResponse(user=user_message(self._user(require(request.id, "id"))))
+        user_id = require(request.id, "id")
+        if not auth.may_see(ctx, user_id):  # another user's: as if there were none
+            raise not_found("user", user_id)
+        return user_pb2.GetUserResponse(user=user_message(self._user(user_id)))
 
     def _user(self, user_id: str) -> UserRow:
         with self.database.connection_context():
@@ -133,7 +148,10 @@ class UserService:
     async def convert_image(
         self, ctx: Context, request: user_pb2.ConvertImageRequest
     ) -> user_pb2.ConvertImageResponse:
-        user = await asyncio.to_thread(self._user, require(request.user_id, "user_id"))
+        user_id = require(request.user_id, "user_id")
+        if not auth.may_see(ctx, user_id):  # the allow-list admits users only
+            raise TwirpError(ErrorCode.PERMISSION_DENIED, "uploads only for your own user")
+        user = await asyncio.to_thread(self._user, user_id)
         filename = require(request.filename, "filename", max_length=255)
         size = len(request.image_data)
         if size == 0:
@@ -273,6 +291,8 @@ class UserService:
         self, ctx: Context, request: user_pb2.GetConversionRequest
     ) -> user_pb2.GetConversionResponse:
         row = self._conversion(require(request.id, "id"))
+        if not auth.may_see(ctx, row.user_id):  # another user's: as if there were none
+            raise not_found("conversion", row.id)
         return user_pb2.GetConversionResponse(conversion=conversion_message(row))
 
     def _conversion(self, conversion_id: str) -> ConversionRow:
