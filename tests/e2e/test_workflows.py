@@ -23,6 +23,7 @@ from mcsv.v1.user_twirp import AsyncUserServiceClient, UserServiceClient
 
 from internal import registry
 from internal.auth import OPERATOR
+from internal.auth.pages import login_url
 from internal.peers import AsyncPeers
 from internal.storage import open_storage
 from internal.supervisor import System
@@ -378,8 +379,14 @@ def test_readiness_and_health(system: System) -> None:
         ready = httpx.get(system.settings.url(service) + "/ready")
         assert ready.status_code == 200 and ready.json()["ready"] is True
         assert httpx.get(system.settings.url(service) + "/health").status_code == 200
-    mailbox = httpx.get(system.settings.url("email_svc") + "/mailbox")
-    assert mailbox.status_code == 200 and "Mailbox" in mailbox.text
+    mailbox_url = system.settings.url("email_svc") + "/mailbox"
+    assert httpx.get(mailbox_url).status_code == 401  # the operator's only
+    with httpx.Client(follow_redirects=True) as browser:  # the link `just up` prints
+        mailbox = browser.get(login_url(system.settings, mailbox_url))
+        assert mailbox.status_code == 200 and "Mailbox" in mailbox.text
+        assert "token" not in str(mailbox.url)  # the address keeps no token
+        assert browser.get(mailbox_url).status_code == 200  # the cookie signs it in
+    assert httpx.get(f"{mailbox_url}/login?token=guess").status_code == 401
 
 
 def test_queue_stats_account_for_every_job(system: System) -> None:
