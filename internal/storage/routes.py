@@ -1,9 +1,11 @@
 """HTTP routes that serve LocalStorage's presigned URLs: GET streams an object out, PUT streams one
-in. Refusals are plain text: 400 bad key, 403 bad or expired URL, 404 no such object, 413 too
+in, once: a PUT is refused when its object exists. Refusals are plain text: 400 bad key, 403
+bad or expired URL, 404 no such object, 409 the object exists (a PUT URL used again), 413 too
 large."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import BinaryIO
@@ -13,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from internal.storage.base import ObjectNotFound, StorageError, validate_key
+from internal.storage.base import ObjectExists, ObjectNotFound, StorageError, validate_key
 from internal.storage.local import LocalStorage, StoredObject
 from internal.storage.signing import URLRefused
 
@@ -49,6 +51,8 @@ class _StorageEndpoint:
         except URLRefused as error:
             return _refuse(403, str(error))
         if method == "PUT":
+            if await anyio.to_thread.run_sync(self._storage.exists, key):
+                return _refuse(409, "the object exists: a presigned PUT URL is used once")
             return await self._receive(request, key, content_type)
         return await self._send(request, key)
 
@@ -80,9 +84,13 @@ class _StorageEndpoint:
                     if upload.size + len(chunk) > self._max_put_bytes:
                         return too_large
                     await anyio.to_thread.run_sync(upload.write, chunk)
-                await anyio.to_thread.run_sync(upload.commit, key, content_type)
+                await anyio.to_thread.run_sync(
+                    functools.partial(upload.commit, key, content_type, exclusive=True)
+                )
             finally:
                 await anyio.to_thread.run_sync(upload.discard)
+        except ObjectExists:  # another PUT of the same URL finished first
+            return _refuse(409, "the object exists: a presigned PUT URL is used once")
         except ClientDisconnect:
             return _refuse(400, "upload interrupted")
         except StorageError:

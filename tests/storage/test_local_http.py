@@ -70,13 +70,13 @@ def test_presigned_put_stores_the_bytes(local_server: LocalServer) -> None:
     )
     assert response.status_code == 200, response.text
     assert storage.get(key) == b"%PDF-1.7 first"
-    # The same URL may be used again (a retried job), and replaces the object.
+    # A PUT URL is used once: replayed (a leaked URL), it is refused and changes nothing.
     response = httpx.put(
         url, content=b"%PDF-1.7 second", headers={"Content-Type": "application/pdf"}
     )
-    assert response.status_code == 200
+    assert response.status_code == 409 and "used once" in response.text
     fetched = httpx.get(storage.presign_get(key, MINUTE))
-    assert fetched.content == b"%PDF-1.7 second"
+    assert fetched.content == b"%PDF-1.7 first"
     assert fetched.headers["content-type"] == "application/pdf"
 
 
@@ -183,7 +183,6 @@ def test_expired_urls_are_refused(local_server: LocalServer) -> None:
 def test_a_put_over_the_limit_is_refused_and_stores_nothing(local_server: LocalServer) -> None:
     storage = local_server.storage
     key = _key("big.png")
-    storage.put(key, b"previous", "image/png")
     url = storage.presign_put(key, MINUTE, "image/png")
     too_big = os.urandom(MAX_PUT_BYTES + 1)
     response = httpx.put(url, content=too_big, headers={"Content-Type": "image/png"})
@@ -196,7 +195,7 @@ def test_a_put_over_the_limit_is_refused_and_stores_nothing(local_server: LocalS
 
     response = httpx.put(url, content=chunked(), headers={"Content-Type": "image/png"})
     assert response.status_code == 413
-    assert storage.get(key) == b"previous"
+    assert not storage.exists(key)
     assert list((storage.root / "tmp").iterdir()) == []
     exactly = os.urandom(MAX_PUT_BYTES)
     response = httpx.put(url, content=exactly, headers={"Content-Type": "image/png"})

@@ -118,10 +118,12 @@ class GetConversionRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class GetConversionResponse(_message.Message):
-    __slots__ = ("conversion",)
+    __slots__ = ("conversion", "pdf_upload_url")
     CONVERSION_FIELD_NUMBER: _ClassVar[int]
+    PDF_UPLOAD_URL_FIELD_NUMBER: _ClassVar[int]
     conversion: Conversion
-    def __init__(self, conversion: _Optional[_Union[Conversion, _Mapping]] = ...) -> None: ...
+    pdf_upload_url: str
+    def __init__(self, conversion: _Optional[_Union[Conversion, _Mapping]] = ..., pdf_upload_url: _Optional[str] = ...) -> None: ...
 
 class NotifyEmailDeliveredRequest(_message.Message):
     __slots__ = ("delivery",)

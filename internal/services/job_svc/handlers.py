@@ -132,7 +132,7 @@ class ConversionJobs:
             image_pb2.ConvertToPdfRequest(
                 conversion_id=args.conversion_id,
                 source_url=args.source_url,
-                pdf_upload_url=args.pdf_upload_url,
+                pdf_upload_url=known.pdf_upload_url,  # fresh, for this attempt only
                 options=args.options,
             )
         )

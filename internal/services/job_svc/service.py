@@ -51,7 +51,8 @@ class JobService:
     ) -> job_pb2.EnqueueConversionResponse:
         args = request.args
         conversion_id = require(args.conversion_id, "args.conversion_id", max_length=200)
-        for name in ("source_url", "pdf_upload_url", "pdf_download_url", "user_email"):
+        args.ClearField("pdf_upload_url")  # no longer used: it is minted when the job runs
+        for name in ("source_url", "pdf_download_url", "user_email"):
             require(getattr(args, name), f"args.{name}", max_length=4000)
         job = self._enqueue(CONVERSION, args, f"conversion:{conversion_id}")
         return job_pb2.EnqueueConversionResponse(job=job)

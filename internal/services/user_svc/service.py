@@ -64,6 +64,7 @@ class UserService:
         self.settings = settings
         self.max_upload_bytes = settings.max_upload_bytes
         self.url_ttl = timedelta(seconds=settings.presigned_url_ttl_seconds)
+        self.put_ttl = timedelta(seconds=settings.presigned_put_ttl_seconds)
         self.relay = Relay(
             database,
             jobs,
@@ -177,7 +178,6 @@ class UserService:
         source_key = f"uploads/{conversion_id}/{safe_name}"
         content_type = mimetypes.guess_type(safe_name)[0] or "application/octet-stream"
         await asyncio.to_thread(self.store.put, source_key, request.image_data, content_type)
-        pdf_key = f"pdfs/{conversion_id}.pdf"
         expires = time.time() + self.url_ttl.total_seconds()
         args = job_pb2.ConversionJobArgs(
             conversion_id=conversion_id,
@@ -186,8 +186,7 @@ class UserService:
             user_email=user.email,
             filename=filename,
             source_url=self.store.presign_get(source_key, self.url_ttl),
-            pdf_upload_url=self.store.presign_put(pdf_key, self.url_ttl, "application/pdf"),
-            pdf_download_url=self.store.presign_get(pdf_key, self.url_ttl),
+            pdf_download_url=self.store.presign_get(pdf_key(conversion_id), self.url_ttl),
             pdf_download_url_expires_at=timestamp(expires),
             options=options,
         )
@@ -293,7 +292,22 @@ class UserService:
         row = self._conversion(require(request.id, "id"))
         if not auth.may_see(ctx, row.user_id):  # another user's: as if there were none
             raise not_found("conversion", row.id)
-        return user_pb2.GetConversionResponse(conversion=conversion_message(row))
+        answer = user_pb2.GetConversionResponse(conversion=conversion_message(row))
+        who = auth.caller(ctx)
+        if (
+            who == auth.Principal("service", "job_svc")
+            and row.state == user_pb2.CONVERSION_STATE_PENDING
+        ):
+            answer.pdf_upload_url = self._pdf_upload_url(row.id)
+        return answer
+
+    def _pdf_upload_url(self, conversion_id: str) -> str:
+        """A fresh, short-lived PUT URL for the PDF of a pending conversion, for the worker
+        about to convert it. A PDF an earlier attempt left (it died before reporting) is
+        removed first: PUT URLs are refused once their object exists."""
+        key = pdf_key(conversion_id)
+        self.store.delete(key)
+        return self.store.presign_put(key, self.put_ttl, "application/pdf")
 
     def _conversion(self, conversion_id: str) -> ConversionRow:
         with self.database.connection_context():
@@ -333,6 +347,11 @@ class UserService:
         row.finished_at = row.finished_at or time.time()
         self._save(row)
         self.store.delete(row.source_key)
+
+
+def pdf_key(conversion_id: str) -> str:
+    """Where a conversion's PDF is stored."""
+    return f"pdfs/{conversion_id}.pdf"
 
 
 def welcome_request(user: UserRow) -> job_pb2.EnqueueEmailRequest:
