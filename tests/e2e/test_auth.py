@@ -141,6 +141,16 @@ def test_a_user_sees_only_their_own_user_and_conversions(system: System) -> None
     as_alice = UserServiceClient(system.settings.url("user_svc"), credentials=alice.api_token)
     as_bob = UserServiceClient(system.settings.url("user_svc"), credentials=bob.api_token)
     assert as_alice.get_user(user_pb2.GetUserRequest(id=alice.user.id)).user == alice.user
+    asked: list[str] = []  # credentials may be a callable, asked once per request
+
+    def lazily() -> str:
+        asked.append(alice.api_token)
+        return alice.api_token
+
+    with UserServiceClient(system.settings.url("user_svc"), credentials=lazily) as lazy:
+        for _ in range(2):
+            assert lazy.get_user(user_pb2.GetUserRequest(id=alice.user.id)).user == alice.user
+    assert len(asked) == 2
     with pytest.raises(TwirpError) as hidden:
         as_bob.get_user(user_pb2.GetUserRequest(id=alice.user.id))
     assert hidden.value.code is ErrorCode.NOT_FOUND
