@@ -45,6 +45,13 @@ client *args: setup
 bench *args: setup-imagemagick
     python -m tests.bench.backends {{args}}
 
+# just chaos [--users 3000 --images 20 --backend embedded|postgres-rabbitmq-s3 --stop-seconds 30]:
+# the whole system under the supervisor while user_svc, a worker and job_svc are SIGKILLed and
+# email_svc hangs, then an account of every workflow, exit 1 unless perfect (tests/chaos.py).
+# Chaos run: kills and hangs processes under load, then checks nothing was lost or doubled.
+chaos *args: setup-imagemagick
+    python -m tests.chaos {{args}}
+
 # Regenerate gen/ from proto/ (protobuf modules, .pyi stubs, Twirp clients/servers, OpenAPI).
 gen: setup
     rm -rf gen/mcsv

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from internal import registry
 
+WEEK = 7 * 24 * 3600.0
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -46,10 +48,17 @@ class Settings:
     operator_token: str
     service_token_ttl_seconds: int
     user_token_ttl_seconds: int
-    job_max_retries: int
+    # A job's transient failures are retried, after a backoff doubling from the min to the
+    # max (with jitter), until this long after it was enqueued (or retried by hand).
+    job_retry_horizon_seconds: float
     job_min_backoff_ms: int
     job_max_backoff_ms: int
     job_visibility_timeout_seconds: float
+    # SQLite broker: a message claimed this often without being finished (its workers died
+    # each time) is dead-lettered and its job discarded; 0 never gives up.
+    job_max_deliveries: int
+    # How long a failed or cancelled conversion keeps its upload, for RetryJob.
+    failed_upload_retention_seconds: float
     rpc_timeout_seconds: float
     # How long a server waits for a request's whole body before answering deadline_exceeded.
     rpc_body_timeout_seconds: float
@@ -119,10 +128,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000),
         presigned_url_ttl_seconds=_int(env, "PRESIGNED_URL_TTL_SECONDS", 24 * 3600),
         presigned_put_ttl_seconds=_int(env, "PRESIGNED_PUT_TTL_SECONDS", 900),
-        job_max_retries=_int(env, "JOB_MAX_RETRIES", 5),
+        job_retry_horizon_seconds=_float(env, "JOB_RETRY_HORIZON_SECONDS", 3600.0),
         job_min_backoff_ms=_int(env, "JOB_MIN_BACKOFF_MS", 500),
-        job_max_backoff_ms=_int(env, "JOB_MAX_BACKOFF_MS", 30_000),
+        job_max_backoff_ms=_int(env, "JOB_MAX_BACKOFF_MS", 60_000),
         job_visibility_timeout_seconds=_float(env, "JOB_VISIBILITY_TIMEOUT_SECONDS", 60.0),
+        job_max_deliveries=_int(env, "JOB_MAX_DELIVERIES", 20),
+        failed_upload_retention_seconds=_float(env, "FAILED_UPLOAD_RETENTION_SECONDS", WEEK),
         rpc_timeout_seconds=_float(env, "RPC_TIMEOUT_SECONDS", 30.0),
         rpc_body_timeout_seconds=_float(env, "RPC_BODY_TIMEOUT_SECONDS", 10.0),
         imagemagick_timeout_seconds=_float(env, "IMAGEMAGICK_TIMEOUT_SECONDS", 60.0),

@@ -17,6 +17,8 @@ import jinja2
 from markupsafe import Markup, escape
 from mcsv.v1 import common_pb2
 
+from internal.urls import url_problem
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 # Every template greets the user and names the address it was sent to.
@@ -149,9 +151,12 @@ def _when(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
-    """Refuses anything but an http(s) URL, so that a link cannot run script."""
+    """Refuses anything but a well-formed http(s) URL (internal.urls), so that a link cannot
+    run script or smuggle control characters into the email."""
     if not value.startswith(("https://", "http://")):
         raise TemplateError(f"{value!r} is not an http(s) URL")
+    if (problem := url_problem(value)) is not None:
+        raise TemplateError(f"{value[:200]!r} {problem}")
     return value
 
 

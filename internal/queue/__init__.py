@@ -3,18 +3,17 @@
     broker = open_broker(
         "sqlite:////srv/mcsv/var/broker.db",
         visibility_timeout=60,
-        middleware=[
-            *default_middleware(retries=retries_middleware(5, 1_000, 60_000)),
-            DiscardHook(record_discarded_job),
-        ],
+        middleware=[*default_middleware(), DiscardHook(record_discarded_message)],
     )
     dramatiq.set_broker(broker)
 
-A failed attempt is retried by Dramatiq's `Retries` middleware after an exponential backoff
-with jitter; `AttemptErrors` keeps each attempt's error in `message.options["errors"]`. When
-the retries are exhausted the worker nacks the message: it lands in the broker's dead letters
-(`SQLiteBroker.dead_letters()`, the `.XQ` queue on RabbitMQ and Redis) and `DiscardHook`
-calls back with the message and its errors.
+The queue is a transport: it delivers a message at least once, at its due time
+(`enqueue(message, delay=...)`), and keeps no retry policy. Retrying is the job layer's
+(job_svc's worker decides, and sends the next attempt's message with its delay), so the
+default middleware leaves out Dramatiq's `Retries`; add it yourself to use Dramatiq's retries.
+A message the queue gives up on (the SQLite broker's delivery cap, an age limit) is nacked:
+it lands in the broker's dead letters (`SQLiteBroker.dead_letters()`, the `.XQ` queue on
+RabbitMQ and Redis) and `DiscardHook` calls back with the message and the reason.
 """
 
 from __future__ import annotations
@@ -28,16 +27,14 @@ from dramatiq.middleware import (
     Callbacks,
     Middleware,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
 
-from .middleware import AttemptErrors, Discarded, DiscardHook
+from .middleware import Discarded, DiscardHook
 from .sqlite_broker import DeadLetter, DeliveryLimitExceeded, QueueCounts, SQLiteBroker
 
 __all__ = [
-    "AttemptErrors",
     "DeadLetter",
     "DeliveryLimitExceeded",
     "DiscardHook",
@@ -46,39 +43,14 @@ __all__ = [
     "SQLiteBroker",
     "default_middleware",
     "open_broker",
-    "retries_middleware",
     "sqlite_path",
 ]
 
 
-def retries_middleware(max_retries: int, min_backoff_ms: int, max_backoff_ms: int) -> Retries:
-    """Dramatiq's `Retries`: attempt n+1 (n >= 1) waits min_backoff_ms * 2**(n-1), times a
-    random jitter in [1, 2), but never more than max_backoff_ms (then 50-100% of it).
-    After `max_retries` retries the message is given up."""
-    if max_retries < 0:
-        raise ValueError(f"max_retries must not be negative, got {max_retries}")
-    if min_backoff_ms <= 0:
-        raise ValueError(f"min_backoff_ms must be positive, got {min_backoff_ms}")
-    if max_backoff_ms < min_backoff_ms:
-        raise ValueError(
-            f"max_backoff_ms ({max_backoff_ms}) must not be less than"
-            f" min_backoff_ms ({min_backoff_ms})"
-        )
-    return Retries(max_retries=max_retries, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms)
-
-
-def default_middleware(retries: Retries | None = None) -> list[Middleware]:
-    """Dramatiq's default middleware with `retries` in place of its Retries (20 retries,
-    15 s to 7 days), and AttemptErrors after it."""
-    return [
-        AgeLimit(),
-        TimeLimit(),
-        ShutdownNotifications(),
-        Callbacks(),
-        Pipelines(),
-        retries or Retries(),
-        AttemptErrors(),
-    ]
+def default_middleware() -> list[Middleware]:
+    """Dramatiq's default middleware without its `Retries` (20 retries, 15 s to 7 days): a
+    message is delivered at least once, and retries are the job layer's."""
+    return [AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines()]
 
 
 def sqlite_path(url: str) -> str:

@@ -1,10 +1,11 @@
-"""Middleware that lets the job layer see why a message failed and when it was given up.
+"""Middleware that tells the layer above when the queue itself gives a message up.
 
-Dramatiq's `Retries` middleware re-enqueues a failed message with a delay until
-`max_retries` is reached; then it marks the message failed and the worker *nacks* it, which
-moves it to the broker's dead letters. `after_nack` is therefore the moment a job is
-discarded, whatever the broker. `AttemptErrors` keeps the error of every failed attempt in
-the message itself, so that the errors travel with the retries and are all there at the end.
+The queue keeps no retry policy of its own (the job layer decides and schedules retries),
+but a broker can still refuse to run a message again: the SQLite broker's delivery cap (its
+workers kept dying on it), Dramatiq's age limit, or any middleware that fails a message.
+Dramatiq then *nacks* it, which moves it to the broker's dead letters (`SQLiteBroker`'s
+`dead_letters` table, the `.XQ` queue on RabbitMQ and Redis). `after_nack` is therefore the
+moment a message is given up, whatever the broker; `DiscardHook` passes it on.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from typing import Any
 
 from dramatiq import Broker, MessageProxy
 from dramatiq.middleware import Middleware
-
-#: The message option that holds one line per failed attempt, oldest first.
-ERRORS_OPTION = "errors"
 
 
 def describe_error(error: BaseException) -> str:
@@ -32,60 +30,33 @@ def stuffed_exception(message: MessageProxy) -> BaseException | None:
     return exception if isinstance(exception, BaseException) else None
 
 
-def attempt_errors(message: MessageProxy) -> list[str]:
-    errors = message.options.get(ERRORS_OPTION)
-    return [str(error) for error in errors] if isinstance(errors, list) else []
-
-
-class AttemptErrors(Middleware):
-    """Appends the error of each failed attempt to `message.options["errors"]`.
-
-    It must come *after* `Retries` in the broker's middleware list: Dramatiq calls the
-    `after_*` hooks in reverse order, so this one runs first and the retry that `Retries`
-    enqueues already carries the new error.
-    """
-
-    def after_process_message(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        *,
-        result: Any | None = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        if exception is not None:
-            message.options[ERRORS_OPTION] = [*attempt_errors(message), describe_error(exception)]
+def give_up_reason(message: MessageProxy) -> str:
+    """Why a nacked message was given up: the exception that failed it, if any."""
+    exception = stuffed_exception(message)
+    return describe_error(exception) if exception is not None else "rejected"
 
 
 @dataclass(frozen=True)
 class Discarded:
-    """A message that will not be run again: its retries are exhausted, its actor raised an
-    exception listed in `throws`, it named an unknown actor, or its worker kept dying."""
+    """A message that will not be run again: a middleware failed it (the delivery cap, the
+    age limit) or its actor is unknown."""
 
     message_id: str
     queue_name: str
     actor_name: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    retries: int
-    errors: list[str]
+    reason: str
 
 
 def discarded(message: MessageProxy) -> Discarded:
-    errors = attempt_errors(message)
-    exception = stuffed_exception(message)
-    # Errors raised outside the actor (unknown actor, delivery limit) never reach
-    # AttemptErrors; the last one is still on the message.
-    if exception is not None and (not errors or errors[-1] != describe_error(exception)):
-        errors.append(describe_error(exception))
     return Discarded(
         message_id=message.message_id,
         queue_name=message.queue_name,
         actor_name=message.actor_name,
         args=tuple(message.args),
         kwargs=dict(message.kwargs),
-        retries=int(message.options.get("retries", 0)),
-        errors=errors,
+        reason=give_up_reason(message),
     )
 
 

@@ -9,7 +9,7 @@ renews the leases of every message it holds (running or waiting in its work queu
 slow job is not delivered twice.
 
 Delays are kept in the row (`eta`) rather than on Dramatiq's in-memory `<queue>.DQ` delay
-queues: a delayed message (a retry with backoff, or `send_with_options(delay=...)`) stays in
+queues: a delayed message (a job's next attempt, or `send_with_options(delay=...)`) stays in
 its own queue and becomes claimable at its eta. This broker therefore declares no delay
 queues, and a retry scheduled for hours ahead is not held by any worker meanwhile.
 
@@ -22,7 +22,6 @@ worker died, can run twice; jobs are made idempotent above this layer.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -42,7 +41,7 @@ from dramatiq.common import q_name
 from dramatiq.errors import ConnectionClosed, DecodeError, QueueJoinTimeout
 from dramatiq.middleware import Middleware, SkipMessage
 
-from .middleware import attempt_errors, describe_error, stuffed_exception
+from .middleware import describe_error, give_up_reason
 from .wakeup import Doorbell, doorbell_directory, ring, sender_socket
 
 logger = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     actor_name TEXT NOT NULL,
     body BLOB NOT NULL,
     reason TEXT NOT NULL,
-    errors TEXT NOT NULL,
+    errors TEXT NOT NULL,  -- unused ('[]'): from when messages carried their attempts' errors
     deliveries INTEGER NOT NULL,
     dead_at REAL NOT NULL
 );
@@ -105,7 +104,6 @@ class DeadLetter:
     message: Message[Any] | None
     body: bytes
     reason: str
-    errors: list[str]
     deliveries: int
     dead_at: float
 
@@ -356,7 +354,7 @@ class SQLiteBroker(Broker):
     def dead_letters(self, queue_name: str | None = None) -> list[DeadLetter]:
         """The dead-lettered messages, oldest first."""
         query = (
-            "SELECT id, queue_name, message_id, actor_name, body, reason, errors, deliveries,"
+            "SELECT id, queue_name, message_id, actor_name, body, reason, deliveries,"
             " dead_at FROM dead_letters"
         )
         with self._db() as db:
@@ -411,7 +409,6 @@ class SQLiteBroker(Broker):
             logger.warning("Acked message row %d after its lease was lost.", row_id)
 
     def _dead_letter(self, row_id: int, message: MessageProxy | None, reason: str) -> None:
-        errors = attempt_errors(message) if message is not None else []
         with self._transaction() as db:
             row = db.execute(
                 "DELETE FROM queue_messages WHERE id = ? AND lease_owner = ?"
@@ -424,7 +421,7 @@ class SQLiteBroker(Broker):
             queue_name, message_id, body, deliveries = row
             actor_name = ""
             if message is not None:
-                # The message as it ended: with its retry count, traceback and errors.
+                # The message as it ended (with its options, e.g. a traceback).
                 body, actor_name = bytes(message.encode()), message.actor_name
             db.execute(
                 "INSERT INTO dead_letters (queue_name, message_id, actor_name, body, reason,"
@@ -435,7 +432,7 @@ class SQLiteBroker(Broker):
                     actor_name,
                     body,
                     reason,
-                    json.dumps(errors),
+                    "[]",
                     deliveries,
                     time.time(),
                 ),
@@ -469,7 +466,6 @@ def _dead_letter_from_row(
     actor_name: str,
     body: bytes,
     reason: str,
-    errors: str,
     deliveries: int,
     dead_at: float,
 ) -> DeadLetter:
@@ -485,7 +481,6 @@ def _dead_letter_from_row(
         message=message,
         body=body,
         reason=reason,
-        errors=json.loads(errors),
         deliveries=deliveries,
         dead_at=dead_at,
     )
@@ -583,14 +578,7 @@ class _SQLiteConsumer(Consumer):
         self.broker._ack(self._done(message))
 
     def nack(self, message: MessageProxy) -> None:
-        exception = stuffed_exception(message)
-        errors = attempt_errors(message)
-        reason = (
-            describe_error(exception)
-            if exception is not None
-            else (errors[-1] if errors else "rejected")
-        )
-        self.broker._dead_letter(self._done(message), message, reason)
+        self.broker._dead_letter(self._done(message), message, give_up_reason(message))
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         self.broker._release(self._done(message) for message in messages)

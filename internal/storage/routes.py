@@ -1,7 +1,9 @@
 """HTTP routes that serve LocalStorage's presigned URLs: GET streams an object out, PUT streams one
 in, once: a PUT is refused when its object exists. Refusals are plain text: 400 bad key, 403
 bad or expired URL, 404 no such object, 409 the object exists (a PUT URL used again), 413 too
-large."""
+large, 408 a PUT body that stopped arriving (nothing for `body_timeout` seconds). A 413 or 408
+leaves the rest of the body unread, so it closes the connection (Connection: close): a client
+still sending learns at once that nothing more is read, and a stalled one cannot hold it."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from internal.storage.base import ObjectExists, ObjectNotFound, StorageError, validate_key
 from internal.storage.local import LocalStorage, StoredObject
@@ -24,19 +27,25 @@ CHUNK_BYTES = 256 * 1024
 log = logging.getLogger(__name__)
 
 
-def storage_routes(storage: LocalStorage, max_put_bytes: int) -> list[BaseRoute]:
+def storage_routes(
+    storage: LocalStorage, max_put_bytes: int, *, body_timeout: float = 10.0
+) -> list[BaseRoute]:
     """Routes for GET and PUT /storage/{key}, to mount at the root of the app at
-    `storage`'s public URL."""
+    `storage`'s public URL. A PUT whose body sends nothing for `body_timeout` seconds is
+    answered 408."""
     if max_put_bytes <= 0:
         raise StorageError(f"max_put_bytes must be positive, not {max_put_bytes}")
-    endpoint = _StorageEndpoint(storage, max_put_bytes)
+    if body_timeout <= 0:
+        raise StorageError(f"body_timeout must be positive, not {body_timeout}")
+    endpoint = _StorageEndpoint(storage, max_put_bytes, body_timeout)
     return [Route("/storage/{key:path}", endpoint.handle, methods=["GET", "HEAD", "PUT"])]
 
 
 class _StorageEndpoint:
-    def __init__(self, storage: LocalStorage, max_put_bytes: int) -> None:
+    def __init__(self, storage: LocalStorage, max_put_bytes: int, body_timeout: float) -> None:
         self._storage = storage
         self._max_put_bytes = max_put_bytes
+        self._body_timeout = body_timeout
 
     async def handle(self, request: Request) -> Response:
         key = request.path_params["key"]
@@ -73,14 +82,15 @@ class _StorageEndpoint:
         return StreamingResponse(_chunks(stored), headers=headers)
 
     async def _receive(self, request: Request, key: str, content_type: str) -> Response:
-        too_large = _refuse(413, f"object larger than {self._max_put_bytes} bytes")
+        too_large = _refuse(413, f"object larger than {self._max_put_bytes} bytes", close=True)
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_put_bytes:
             return too_large
         try:
             upload = await anyio.to_thread.run_sync(self._storage.new_upload)
             try:
-                async for chunk in request.stream():
+                chunks = request.stream()
+                while (chunk := await self._next_chunk(chunks)) is not None:
                     if upload.size + len(chunk) > self._max_put_bytes:
                         return too_large
                     await anyio.to_thread.run_sync(upload.write, chunk)
@@ -91,12 +101,24 @@ class _StorageEndpoint:
                 await anyio.to_thread.run_sync(upload.discard)
         except ObjectExists:  # another PUT of the same URL finished first
             return _refuse(409, "the object exists: a presigned PUT URL is used once")
+        except TimeoutError:
+            return _refuse(
+                408,
+                f"the request body did not arrive within {self._body_timeout:g} s",
+                close=True,
+            )
         except ClientDisconnect:
             return _refuse(400, "upload interrupted")
         except StorageError:
             log.exception("storing %s failed", key)
             return _refuse(500, "could not store the object")
         return Response(status_code=200)
+
+    async def _next_chunk(self, chunks: AsyncIterator[bytes]) -> bytes | None:
+        """The next piece of the body, None at its end; TimeoutError when nothing came for
+        body_timeout seconds."""
+        with anyio.fail_after(self._body_timeout):
+            return await anext(chunks, None)
 
 
 async def _chunks(stored: StoredObject) -> AsyncIterator[bytes]:
@@ -108,5 +130,26 @@ async def _chunks(stored: StoredObject) -> AsyncIterator[bytes]:
         file.close()
 
 
-def _refuse(status: int, reason: str) -> Response:
+def _refuse(status: int, reason: str, *, close: bool = False) -> Response:
+    """A plain-text refusal; `close` ends the connection after it (the body was not read)."""
+    if close:
+        return _ClosingRefusal(reason + "\n", status_code=status, headers={"Connection": "close"})
     return PlainTextResponse(reason + "\n", status_code=status)
+
+
+class _ClosingRefusal(PlainTextResponse):
+    """A refusal sent while the client may still be sending the body, which is then closed.
+    The server (hypercorn) delivers the body and, after the answer, the disconnect through
+    the same bounded queue: once the unread body has filled it, sending the answer would wait
+    for room forever and the connection would never close. So the rest of the body is read
+    and dropped while the answer goes out."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def drop_the_body() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(drop_the_body)
+            await super().__call__(scope, receive, send)
+            group.cancel_scope.cancel()

@@ -53,7 +53,7 @@ def test_the_storage_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("JOB_MAX_RETRIES", "many", "JOB_MAX_RETRIES='many' is not a whole number"),
+        ("JOB_MAX_DELIVERIES", "many", "JOB_MAX_DELIVERIES='many' is not a whole number"),
         ("MAX_UPLOAD_BYTES", "-1", "must not be negative"),
         ("RPC_TIMEOUT_SECONDS", "0", "must be positive"),
         ("USER_SVC_URL", "ftp://x:1", "USER_SVC_URL='ftp://x:1' is not an http(s) URL"),

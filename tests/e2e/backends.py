@@ -19,7 +19,7 @@ BACKENDS = ("embedded", "postgres-rabbitmq-s3", "postgres-redis-s3")
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 REDIS = "redis://127.0.0.1:6379/7"
-QUEUES = ("emails", "conversions")
+QUEUES = ("emails", "conversions", "reports")
 
 
 @contextmanager

@@ -245,7 +245,9 @@ def test_a_conversion_job_svc_refuses_for_good_fails_and_is_reported(tmp_path: P
             # As if user_svc had committed a conversion whose job job_svc cannot take (no
             # URLs): job_svc answers invalid_argument, however often it is asked.
             broken = job_pb2.EnqueueConversionRequest(
-                args=job_pb2.ConversionJobArgs(conversion_id="c-refused", user_id=owner.id)
+                args=job_pb2.ConversionJobArgs(
+                    conversion_id="c-refused", user_id=owner.id, user_email=owner.email
+                )
             )
             database = user_db(system)
             with database.connection_context(), write_transaction(database):

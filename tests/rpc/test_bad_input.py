@@ -54,6 +54,17 @@ def assert_unknown_enum(response: httpx.Response, path: str) -> None:
     assert body["msg"].startswith(f"{path}: "), body["msg"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'{"options": "\\ud800"}', b'{"filename": "\\udc00x"}', b'{"options": {"\\ud800": 1}}'],
+    ids=["message-field", "string-field", "key"],
+)
+def test_a_lone_surrogate_in_json_is_malformed_not_internal(echo_url: str, body: bytes) -> None:
+    """Valid JSON text, but no Unicode string: protobuf's C parser fails on it in its own way."""
+    response = httpx.post(echo_url + CONVERT_IMAGE, headers=JSON, content=body)
+    assert_error(response, ErrorCode.MALFORMED)
+
+
 # Base64 in JSON bytes fields
 
 

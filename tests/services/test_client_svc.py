@@ -268,3 +268,44 @@ def test_an_older_database_is_numbered_in_received_order(database_url: str) -> N
     assert indexes["notification_sequence"].unique
     assert indexes["notification_kind_sequence"].columns == ["kind", "sequence"]
     assert "notification_subject_id" in indexes
+
+
+def delivery(
+    n: int, version: int, outcome: common_pb2.Outcome
+) -> client_pb2.ReceiveNotificationRequest:
+    """Workflow n's welcome email outcome, of this version."""
+    sent = notification(n)
+    sent.email_delivered.version = version
+    sent.email_delivered.outcome = outcome
+    return sent
+
+
+def test_a_higher_version_replaces_a_notification_and_a_lower_one_is_ignored(
+    tmp_path: Path,
+) -> None:
+    failed = delivery(1, 4, common_pb2.OUTCOME_FAILED)
+    succeeded = delivery(1, 9, common_pb2.OUTCOME_SUCCEEDED)
+    cancelled_late = delivery(1, 6, common_pb2.OUTCOME_CANCELLED)
+    with client_svc(f"sqlite:///{tmp_path}/client_svc.db") as client:
+        first = client.receive_notification(failed)
+        assert first.first_delivery and first.stored
+        client.receive_notification(notification(2))
+        seen = client.list_notifications(List()).notifications
+        assert [(n.notification_id, n.sequence) for n in seen] == [
+            ("notification-1", 1), ("notification-2", 2),
+        ]  # fmt: skip
+
+        newer = client.receive_notification(succeeded)
+        assert not newer.first_delivery and newer.stored
+        for stale in (succeeded, cancelled_late, failed):  # a repeat, or older than what is kept
+            answer = client.receive_notification(stale)
+            assert not answer.first_delivery and not answer.stored
+
+        # A poller resuming after what it saw finds the replacement, with a new sequence.
+        (changed,) = client.list_notifications(List(since_sequence=2)).notifications
+        assert (changed.notification_id, changed.sequence) == ("notification-1", 3)
+        assert changed.email_delivered == succeeded.email_delivered
+        everything = client.list_notifications(List()).notifications
+        assert [(n.notification_id, n.sequence) for n in everything] == [
+            ("notification-2", 2), ("notification-1", 3),
+        ]  # fmt: skip

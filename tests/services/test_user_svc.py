@@ -1,8 +1,9 @@
 """user_svc as a real process whose job_svc cannot be reached at first (its URL a closed
 port): CreateUser and ConvertImage still answer OK, their job requests wait in the outbox,
 and once job_svc listens there the relay enqueues them, with the one a killed process left
-behind between its commit and its send. And a database from before the outbox is brought up to
-date."""
+behind between its commit and its send. A database from before the outbox is brought up to
+date. With client_svc: a conversion keeps the outcome of the highest version, and a failed
+one's upload until its retention ends."""
 
 from __future__ import annotations
 
@@ -11,20 +12,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import peewee
 import pytest
-from mcsv.v1 import job_pb2, user_pb2
+from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
+from mcsv.v1.client_twirp import ClientServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
-from internal import config
+from internal import config, storage
 from internal.auth import OPERATOR
 from internal.data import create_tables, open_database, write_transaction
 from internal.peers import SyncPeers
 from internal.services.user_svc import outbox
 from internal.services.user_svc.models import NAME, ConversionRow, UserRow, open_users
 from internal.services.user_svc.outbox import OutboxRow
-from internal.services.user_svc.service import welcome_request
+from internal.services.user_svc.service import may_convert, welcome_request
 from tests.e2e.images import make_image
 from tests.support.servers import ROOT, free_port, serving
 
@@ -154,3 +157,94 @@ def test_an_older_database_gets_the_outbox_and_keyed_conversions(tmp_path: Path)
         with pytest.raises(peewee.IntegrityError):
             ConversionRow.update(idempotency_key="key").where(ConversionRow.id == "c-3").execute()
     open_users(url)  # again: nothing left to migrate
+
+
+def report(version: int, outcome: common_pb2.Outcome) -> user_pb2.ConversionCompleteRequest:
+    return user_pb2.ConversionCompleteRequest(
+        report=common_pb2.ConversionReport(
+            conversion_id="c-1", user_id="u-1", outcome=outcome, job_id="j-1", version=version,
+            error="" if outcome == common_pb2.OUTCOME_SUCCEEDED else f"outcome {version}",
+        )
+    )  # fmt: skip
+
+
+def test_the_latest_outcome_wins_and_a_failed_upload_is_kept_until_its_retention_ends(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "MCSV_DATA_DIR": str(tmp_path),
+        "USER_SVC_URL": f"http://127.0.0.1:{free_port()}",
+        "CLIENT_SVC_URL": f"http://127.0.0.1:{free_port()}",
+        "JOB_SVC_URL": f"http://127.0.0.1:{free_port()}",  # not needed here
+        "FAILED_UPLOAD_RETENTION_SECONDS": "3",
+    }
+    settings = config.load(env)
+    store = storage.open_storage(
+        settings.storage_url, public_url=settings.storage_public_url, secret=settings.storage_secret
+    )
+    database = open_users(settings.database_url_for(NAME))
+    now = time.time()
+    with database.connection_context():
+        UserRow.create(id="u-1", name="Ada", email="ada@example.com", created_at=now)
+        for conversion in ("c-1", "c-expired"):
+            ConversionRow.create(
+                id=conversion, user_id="u-1", filename="a.png", options=b"",
+                state=user_pb2.CONVERSION_STATE_PENDING, source_key=f"uploads/{conversion}/a.png",
+                source_bytes=3, created_at=now,
+            )  # fmt: skip
+            store.put(f"uploads/{conversion}/a.png", b"png", "image/png")
+        ConversionRow.update(
+            state=user_pb2.CONVERSION_STATE_FAILED, upload_kept_until=now - 1
+        ).where(ConversionRow.id == "c-expired").execute()
+
+    def ready(answer: httpx.Response) -> bool:
+        return answer.status_code == 200
+
+    with (
+        serving("client_svc-for-user_svc", [sys.executable, str(ROOT / "cmd" / "client_svc.py")],
+                settings.url("client_svc") + "/ready", env=env, ready=ready),
+        serving("user_svc-retention", [sys.executable, str(ROOT / "cmd" / "user_svc.py")],
+                settings.url("user_svc") + "/ready", env=env, ready=ready),
+        SyncPeers(settings, identity="job_svc") as peers,  # ConversionComplete: job_svc only
+    ):  # fmt: skip
+        users = peers.client(UserServiceClient)
+        failed = users.conversion_complete(report(5, common_pb2.OUTCOME_FAILED)).conversion
+        assert failed.state == user_pb2.CONVERSION_STATE_FAILED and failed.error == "outcome 5"
+        assert failed.upload_kept_until.ToSeconds() > time.time()  # kept, for a retry
+        assert store.exists("uploads/c-1/a.png")
+
+        done = users.conversion_complete(report(9, common_pb2.OUTCOME_SUCCEEDED)).conversion
+        assert done.state == user_pb2.CONVERSION_STATE_SUCCEEDED and not done.error
+        assert not done.HasField("upload_kept_until") and not store.exists("uploads/c-1/a.png")
+        late = users.conversion_complete(report(7, common_pb2.OUTCOME_CANCELLED)).conversion
+        assert late.state == user_pb2.CONVERSION_STATE_SUCCEEDED  # older than what is kept
+
+        # The client was told each, and keeps the latest.
+        listed = peers.client(ClientServiceClient).list_notifications(
+            client_pb2.ListNotificationsRequest()
+        )
+        (kept,) = listed.notifications
+        assert kept.conversion_finished.version == 9
+
+        deadline = time.monotonic() + 20
+        while store.exists("uploads/c-expired/a.png") and time.monotonic() < deadline:
+            time.sleep(0.1)  # the periodic sweep
+        assert not store.exists("uploads/c-expired/a.png")
+    with database.connection_context():
+        assert ConversionRow.get_by_id("c-expired").upload_kept_until is None
+
+
+def test_a_put_url_is_minted_while_the_conversion_may_still_be_converted() -> None:
+    """Pending, or failed or cancelled with its upload kept (a RetryJob within the
+    retention): yes. Succeeded (the PDF exists), or its upload's retention over: no."""
+
+    def row(state: int, kept_until: float | None = None) -> ConversionRow:
+        return ConversionRow(id="c", state=state, upload_kept_until=kept_until)
+
+    later, earlier = time.time() + 60, time.time() - 1
+    assert may_convert(row(user_pb2.CONVERSION_STATE_PENDING))
+    assert may_convert(row(user_pb2.CONVERSION_STATE_FAILED, later))
+    assert may_convert(row(user_pb2.CONVERSION_STATE_CANCELLED, later))
+    assert not may_convert(row(user_pb2.CONVERSION_STATE_FAILED))
+    assert not may_convert(row(user_pb2.CONVERSION_STATE_FAILED, earlier))
+    assert not may_convert(row(user_pb2.CONVERSION_STATE_SUCCEEDED))

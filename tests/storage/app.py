@@ -1,5 +1,6 @@
 """A Starlette app serving storage_routes for LocalStorage, configured by the test that starts it:
-MCSV_TEST_STORAGE_ROOT, MCSV_TEST_STORAGE_SECRET and MCSV_TEST_STORAGE_MAX_PUT_BYTES.
+MCSV_TEST_STORAGE_ROOT, MCSV_TEST_STORAGE_SECRET, MCSV_TEST_STORAGE_MAX_PUT_BYTES and
+MCSV_TEST_STORAGE_BODY_TIMEOUT.
 
 The server only checks presigned URLs; the tests sign them with their own LocalStorage over the
 same root and secret, once they know the port. So the public URL here is never used."""
@@ -29,6 +30,10 @@ storage = LocalStorage(
 app = Starlette(
     routes=[
         Route("/health", health),
-        *storage_routes(storage, int(os.environ["MCSV_TEST_STORAGE_MAX_PUT_BYTES"])),
+        *storage_routes(
+            storage,
+            int(os.environ["MCSV_TEST_STORAGE_MAX_PUT_BYTES"]),
+            body_timeout=float(os.environ["MCSV_TEST_STORAGE_BODY_TIMEOUT"]),
+        ),
     ]
 )

@@ -11,6 +11,7 @@ from internal.storage import LocalStorage
 from tests.support.servers import hypercorn, s3_server
 
 MAX_PUT_BYTES = 64 * 1024
+BODY_TIMEOUT_SECONDS = 1.0
 S3_ACCESS_KEY = "test-access-key"
 S3_SECRET_KEY = "test-secret-key-do-not-leak"
 
@@ -31,6 +32,7 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServ
         "MCSV_TEST_STORAGE_ROOT": str(root),
         "MCSV_TEST_STORAGE_SECRET": secret,
         "MCSV_TEST_STORAGE_MAX_PUT_BYTES": str(MAX_PUT_BYTES),
+        "MCSV_TEST_STORAGE_BODY_TIMEOUT": str(BODY_TIMEOUT_SECONDS),
     }
     with hypercorn("tests.storage.app:app", env=env) as url:
         yield LocalServer(url, LocalStorage(root, public_url=url, secret=secret))

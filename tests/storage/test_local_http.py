@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -14,6 +15,8 @@ from internal.storage import LocalStorage
 from tests.storage.conftest import MAX_PUT_BYTES, LocalServer
 
 MINUTE = timedelta(minutes=1)
+# A connection still open this long after the answer is one the server forgot to close.
+KEPT_OPEN_SECONDS = 15.0
 
 
 def _key(name: str) -> str:
@@ -216,3 +219,75 @@ def test_bad_keys_in_urls_are_refused(local_server: LocalServer, path: str) -> N
     response = httpx.get(f"{local_server.url}{path}?method=GET&expires=9999999999&sig=00")
     assert response.status_code == 400
     assert "invalid storage key" in response.text
+
+
+def _put_and_wait_for_close(
+    local_server: LocalServer, url: str, head: dict[str, str], body: bytes
+) -> bytes:
+    """Sends a PUT's head and `body` over a socket and then nothing more, without closing;
+    returns all the server answered once it closed the connection. A server that keeps it
+    open fails the test."""
+    parts = httpx.URL(url)
+    lines = [f"PUT {parts.raw_path.decode()} HTTP/1.1", f"Host: {parts.host}:{parts.port}"]
+    lines += [f"{name}: {value}" for name, value in head.items()]
+    with socket.create_connection((parts.host, parts.port), timeout=KEPT_OPEN_SECONDS) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                answer += chunk
+        except TimeoutError:
+            pytest.fail(f"the connection stayed open {KEPT_OPEN_SECONDS} s after {answer!r}")
+        except ConnectionResetError:
+            pass  # closed with part of the body unread: the answer came before
+    return answer
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def test_a_put_found_too_large_while_streaming_gets_413_and_a_closed_connection(
+    local_server: LocalServer,
+) -> None:
+    storage = local_server.storage
+    key = _key("endless.png")
+    url = storage.presign_put(key, MINUTE, "image/png")
+    # Chunked, so the size shows only while reading, and well past the limit (more than the
+    # server buffers); the client then waits, as one still streaming a large body would.
+    body = b"".join(_chunk(os.urandom(8192)) for _ in range(MAX_PUT_BYTES * 5 // 8192))
+    head = {"Content-Type": "image/png", "Transfer-Encoding": "chunked"}
+    answer = _put_and_wait_for_close(local_server, url, head, body)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"object larger than" in answer
+    assert not storage.exists(key)
+
+
+def test_a_put_declaring_too_large_a_body_gets_413_and_a_closed_connection(
+    local_server: LocalServer,
+) -> None:
+    storage = local_server.storage
+    key = _key("declared.png")
+    url = storage.presign_put(key, MINUTE, "image/png")
+    head = {"Content-Type": "image/png", "Content-Length": str(MAX_PUT_BYTES * 100)}
+    answer = _put_and_wait_for_close(local_server, url, head, os.urandom(1000))
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert not storage.exists(key)
+
+
+def test_a_put_whose_body_stalls_gets_408_and_a_closed_connection(
+    local_server: LocalServer,
+) -> None:
+    storage = local_server.storage
+    key = _key("stalled.png")
+    url = storage.presign_put(key, MINUTE, "image/png")
+    head = {"Content-Type": "image/png", "Content-Length": "1000"}
+    answer = _put_and_wait_for_close(local_server, url, head, b"x" * 10)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"did not arrive within" in answer
+    assert not storage.exists(key)  # nothing of the stalled body is stored
+    assert list((storage.root / "tmp").iterdir()) == []
+    # The server serves on, and the URL was not used up: it works for a whole body (once).
+    response = httpx.put(url, content=b"whole", headers={"Content-Type": "image/png"})
+    assert response.status_code == 200
+    assert storage.get(key) == b"whole"

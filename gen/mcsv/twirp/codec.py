@@ -77,7 +77,9 @@ def decode(
             unknown_name = checked.unknown_enum
         else:
             message.ParseFromString(body)
-    except (json_format.ParseError, DecodeError, ValueError, RecursionError) as exc:
+    # SystemError: protobuf's C parser fails that way on a JSON string holding a lone
+    # surrogate ("\ud800"), valid JSON text but no Unicode string.
+    except (json_format.ParseError, DecodeError, ValueError, RecursionError, SystemError) as exc:
         kind = "json" if content_type == JSON else "protobuf"
         raise TwirpError(
             ErrorCode.MALFORMED, f"the {kind} message could not be decoded: {exc}"

@@ -33,10 +33,12 @@ class ReceiveNotificationRequest(_message.Message):
     def __init__(self, notification_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., email_delivered: _Optional[_Union[_common_pb2.EmailDelivery, _Mapping]] = ..., conversion_finished: _Optional[_Union[_common_pb2.ConversionReport, _Mapping]] = ...) -> None: ...
 
 class ReceiveNotificationResponse(_message.Message):
-    __slots__ = ("first_delivery",)
+    __slots__ = ("first_delivery", "stored")
     FIRST_DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
     first_delivery: bool
-    def __init__(self, first_delivery: _Optional[bool] = ...) -> None: ...
+    stored: bool
+    def __init__(self, first_delivery: _Optional[bool] = ..., stored: _Optional[bool] = ...) -> None: ...
 
 class Notification(_message.Message):
     __slots__ = ("sequence", "notification_id", "kind", "subject_id", "received_at", "sent_at", "email_delivered", "conversion_finished")

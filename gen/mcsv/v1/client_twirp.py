@@ -22,8 +22,11 @@ class ClientService(Protocol):
     def receive_notification(
         self, ctx: Context, request: client_pb2.ReceiveNotificationRequest
     ) -> client_pb2.ReceiveNotificationResponse | Awaitable[client_pb2.ReceiveNotificationResponse]:
-        """Called by user_svc when a workflow finished, successfully or not. Idempotent:
-        a notification delivered twice (same notification_id) is counted once.
+        """Called by user_svc when a workflow finished, successfully or not, or was cancelled.
+        Idempotent: a notification delivered twice (same notification_id) is counted once.
+        The latest truth wins: a notification whose event has a higher version than the one
+        stored under its id (a job retried after it failed) replaces it and gets a new
+        sequence, so that pollers see the change; a lower or equal version is ignored.
         """
         ...
 
@@ -51,8 +54,11 @@ class ClientServiceClient(SyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> client_pb2.ReceiveNotificationResponse:
-        """Called by user_svc when a workflow finished, successfully or not. Idempotent:
-        a notification delivered twice (same notification_id) is counted once.
+        """Called by user_svc when a workflow finished, successfully or not, or was cancelled.
+        Idempotent: a notification delivered twice (same notification_id) is counted once.
+        The latest truth wins: a notification whose event has a higher version than the one
+        stored under its id (a job retried after it failed) replaces it and gets a new
+        sequence, so that pollers see the change; a lower or equal version is ignored.
         """
         return self._call(
             "mcsv.v1.ClientService/ReceiveNotification",
@@ -98,8 +104,11 @@ class AsyncClientServiceClient(AsyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> client_pb2.ReceiveNotificationResponse:
-        """Called by user_svc when a workflow finished, successfully or not. Idempotent:
-        a notification delivered twice (same notification_id) is counted once.
+        """Called by user_svc when a workflow finished, successfully or not, or was cancelled.
+        Idempotent: a notification delivered twice (same notification_id) is counted once.
+        The latest truth wins: a notification whose event has a higher version than the one
+        stored under its id (a job retried after it failed) replaces it and gets a new
+        sequence, so that pollers see the change; a lower or equal version is ignored.
         """
         return await self._call(
             "mcsv.v1.ClientService/ReceiveNotification",

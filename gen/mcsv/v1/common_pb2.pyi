@@ -36,6 +36,7 @@ class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
     OUTCOME_SUCCEEDED: _ClassVar[Outcome]
     OUTCOME_FAILED: _ClassVar[Outcome]
+    OUTCOME_CANCELLED: _ClassVar[Outcome]
 EMAIL_TEMPLATE_UNSPECIFIED: EmailTemplate
 EMAIL_TEMPLATE_WELCOME: EmailTemplate
 EMAIL_TEMPLATE_NOTIFICATION: EmailTemplate
@@ -51,6 +52,7 @@ IMAGE_FORMAT_JPEG: ImageFormat
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_SUCCEEDED: Outcome
 OUTCOME_FAILED: Outcome
+OUTCOME_CANCELLED: Outcome
 
 class ConversionOptions(_message.Message):
     __slots__ = ("quality", "strip_metadata", "max_width", "max_height")
@@ -91,7 +93,7 @@ class ConversionResult(_message.Message):
     def __init__(self, source_format: _Optional[_Union[ImageFormat, str]] = ..., source_bytes: _Optional[int] = ..., source_width: _Optional[int] = ..., source_height: _Optional[int] = ..., output_width: _Optional[int] = ..., output_height: _Optional[int] = ..., pdf_bytes: _Optional[int] = ..., page_width_points: _Optional[float] = ..., page_height_points: _Optional[float] = ..., quality: _Optional[_Union[PdfQuality, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class EmailDelivery(_message.Message):
-    __slots__ = ("user_id", "recipient", "template", "outcome", "email_id", "error", "job_id", "finished_at")
+    __slots__ = ("user_id", "recipient", "template", "outcome", "email_id", "error", "job_id", "finished_at", "version")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +102,7 @@ class EmailDelivery(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     recipient: str
     template: EmailTemplate
@@ -108,10 +111,11 @@ class EmailDelivery(_message.Message):
     error: str
     job_id: str
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, user_id: _Optional[str] = ..., recipient: _Optional[str] = ..., template: _Optional[_Union[EmailTemplate, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., email_id: _Optional[str] = ..., error: _Optional[str] = ..., job_id: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version: int
+    def __init__(self, user_id: _Optional[str] = ..., recipient: _Optional[str] = ..., template: _Optional[_Union[EmailTemplate, str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., email_id: _Optional[str] = ..., error: _Optional[str] = ..., job_id: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ConversionReport(_message.Message):
-    __slots__ = ("conversion_id", "user_id", "outcome", "pdf_url", "pdf_url_expires_at", "result", "error", "job_id", "finished_at")
+    __slots__ = ("conversion_id", "user_id", "outcome", "pdf_url", "pdf_url_expires_at", "result", "error", "job_id", "finished_at", "version")
     CONVERSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +125,7 @@ class ConversionReport(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     conversion_id: str
     user_id: str
     outcome: Outcome
@@ -130,4 +135,5 @@ class ConversionReport(_message.Message):
     error: str
     job_id: str
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, conversion_id: _Optional[str] = ..., user_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., pdf_url: _Optional[str] = ..., pdf_url_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[ConversionResult, _Mapping]] = ..., error: _Optional[str] = ..., job_id: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version: int
+    def __init__(self, conversion_id: _Optional[str] = ..., user_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., pdf_url: _Optional[str] = ..., pdf_url_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[ConversionResult, _Mapping]] = ..., error: _Optional[str] = ..., job_id: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...

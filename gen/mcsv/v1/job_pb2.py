@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mcsv.v1 import common_pb2 as mcsv_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11mcsv/v1/job.proto\x12\x07mcsv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mcsv/v1/common.proto\"\xc1\x02\n\x0c\x45mailJobArgs\x12\'\n\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n\tuser_name\x18\x03 \x01(\tR\x08userName\x12\x1c\n\trecipient\x18\x04 \x01(\tR\trecipient\x12\x32\n\x08template\x18\x05 \x01(\x0e\x32\x16.mcsv.v1.EmailTemplateR\x08template\x12\x42\n\tvariables\x18\x06 \x03(\x0b\x32$.mcsv.v1.EmailJobArgs.VariablesEntryR\tvariables\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xa8\x03\n\x11\x43onversionJobArgs\x12#\n\rconversion_id\x18\x01 \x01(\tR\x0c\x63onversionId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n\tuser_name\x18\x03 \x01(\tR\x08userName\x12\x1d\n\nuser_email\x18\x04 \x01(\tR\tuserEmail\x12\x1a\n\x08\x66ilename\x18\x05 \x01(\tR\x08\x66ilename\x12\x1d\n\nsource_url\x18\x06 \x01(\tR\tsourceUrl\x12$\n\x0epdf_upload_url\x18\x07 \x01(\tR\x0cpdfUploadUrl\x12(\n\x10pdf_download_url\x18\x08 \x01(\tR\x0epdfDownloadUrl\x12X\n\x1bpdf_download_url_expires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x17pdfDownloadUrlExpiresAt\x12\x34\n\x07options\x18\n \x01(\x0b\x32\x1a.mcsv.v1.ConversionOptionsR\x07options\"~\n\x0fJobAttemptError\x12\x18\n\x07\x61ttempt\x18\x01 \x01(\x05R\x07\x61ttempt\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x37\n\tfailed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x66\x61iledAt\"\xde\x04\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05queue\x18\x02 \x01(\tR\x05queue\x12\x14\n\x05\x61\x63tor\x18\x03 \x01(\tR\x05\x61\x63tor\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x11.mcsv.v1.JobStateR\x05state\x12\x18\n\x07\x61ttempt\x18\x05 \x01(\x05R\x07\x61ttempt\x12!\n\x0cmax_attempts\x18\x06 \x01(\x05R\x0bmaxAttempts\x12\x30\n\x06\x65rrors\x18\x07 \x03(\x0b\x32\x18.mcsv.v1.JobAttemptErrorR\x06\x65rrors\x12;\n\x0binserted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ninsertedAt\x12=\n\x0cscheduled_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bscheduledAt\x12=\n\x0c\x61ttempted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x61ttemptedAt\x12;\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishedAt\x12\x16\n\x06worker\x18\x0c \x01(\tR\x06worker\x12-\n\x05\x65mail\x18\r \x01(\x0b\x32\x15.mcsv.v1.EmailJobArgsH\x00R\x05\x65mail\x12<\n\nconversion\x18\x0e \x01(\x0b\x32\x1a.mcsv.v1.ConversionJobArgsH\x00R\nconversionB\x06\n\x04\x61rgs\"\xf1\x01\n\x08JobEvent\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1a\n\x08sequence\x18\x02 \x01(\x03R\x08sequence\x12)\n\x04type\x18\x03 \x01(\x0e\x32\x15.mcsv.v1.JobEventTypeR\x04type\x12;\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\noccurredAt\x12\x18\n\x07\x61ttempt\x18\x05 \x01(\x05R\x07\x61ttempt\x12\x18\n\x07message\x18\x06 \x01(\tR\x07message\x12\x16\n\x06worker\x18\x07 \x01(\tR\x06worker\"\xf4\x01\n\nQueueStats\x12\x14\n\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1c\n\tavailable\x18\x02 \x01(\x03R\tavailable\x12\x1c\n\tscheduled\x18\x03 \x01(\x03R\tscheduled\x12\x1c\n\texecuting\x18\x04 \x01(\x03R\texecuting\x12\x1c\n\tretryable\x18\x05 \x01(\x03R\tretryable\x12\x1c\n\tcompleted\x18\x06 \x01(\x03R\tcompleted\x12\x1c\n\tdiscarded\x18\x07 \x01(\x03R\tdiscarded\x12\x1c\n\tcancelled\x18\x08 \x01(\x03R\tcancelled\"@\n\x13\x45nqueueEmailRequest\x12)\n\x04\x61rgs\x18\x01 \x01(\x0b\x32\x15.mcsv.v1.EmailJobArgsR\x04\x61rgs\"6\n\x14\x45nqueueEmailResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\"J\n\x18\x45nqueueConversionRequest\x12.\n\x04\x61rgs\x18\x01 \x01(\x0b\x32\x1a.mcsv.v1.ConversionJobArgsR\x04\x61rgs\";\n\x19\x45nqueueConversionResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"[\n\x0eGetJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\x12)\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x11.mcsv.v1.JobEventR\x06\x65vents\"\xa2\x01\n\x0fListJobsRequest\x12\x14\n\x05queue\x18\x01 \x01(\tR\x05queue\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x11.mcsv.v1.JobStateR\x05state\x12\x14\n\x05\x61\x63tor\x18\x03 \x01(\tR\x05\x61\x63tor\x12\x1b\n\tpage_size\x18\x04 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x05 \x01(\tR\tpageToken\"\\\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x0c.mcsv.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\":\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"3\n\x11\x43\x61ncelJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"2\n\x10RetryJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\",\n\x14GetQueueStatsRequest\x12\x14\n\x05queue\x18\x01 \x01(\tR\x05queue\"D\n\x15GetQueueStatsResponse\x12+\n\x06queues\x18\x01 \x03(\x0b\x32\x13.mcsv.v1.QueueStatsR\x06queues*\xd4\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13JOB_STATE_AVAILABLE\x10\x01\x12\x17\n\x13JOB_STATE_SCHEDULED\x10\x02\x12\x17\n\x13JOB_STATE_EXECUTING\x10\x03\x12\x17\n\x13JOB_STATE_RETRYABLE\x10\x04\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x05\x12\x17\n\x13JOB_STATE_DISCARDED\x10\x06\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x07*\x9c\x02\n\x0cJobEventType\x12\x1e\n\x1aJOB_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17JOB_EVENT_TYPE_ENQUEUED\x10\x01\x12\x1a\n\x16JOB_EVENT_TYPE_STARTED\x10\x02\x12\x19\n\x15JOB_EVENT_TYPE_FAILED\x10\x03\x12\"\n\x1eJOB_EVENT_TYPE_RETRY_SCHEDULED\x10\x04\x12\x1c\n\x18JOB_EVENT_TYPE_COMPLETED\x10\x05\x12\x1c\n\x18JOB_EVENT_TYPE_DISCARDED\x10\x06\x12\x1c\n\x18JOB_EVENT_TYPE_CANCELLED\x10\x07\x12\x1a\n\x16JOB_EVENT_TYPE_RETRIED\x10\x08\x32\x86\x04\n\nJobService\x12K\n\x0c\x45nqueueEmail\x12\x1c.mcsv.v1.EnqueueEmailRequest\x1a\x1d.mcsv.v1.EnqueueEmailResponse\x12Z\n\x11\x45nqueueConversion\x12!.mcsv.v1.EnqueueConversionRequest\x1a\".mcsv.v1.EnqueueConversionResponse\x12\x39\n\x06GetJob\x12\x16.mcsv.v1.GetJobRequest\x1a\x17.mcsv.v1.GetJobResponse\x12?\n\x08ListJobs\x12\x18.mcsv.v1.ListJobsRequest\x1a\x19.mcsv.v1.ListJobsResponse\x12\x42\n\tCancelJob\x12\x19.mcsv.v1.CancelJobRequest\x1a\x1a.mcsv.v1.CancelJobResponse\x12?\n\x08RetryJob\x12\x18.mcsv.v1.RetryJobRequest\x1a\x19.mcsv.v1.RetryJobResponse\x12N\n\rGetQueueStats\x12\x1d.mcsv.v1.GetQueueStatsRequest\x1a\x1e.mcsv.v1.GetQueueStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11mcsv/v1/job.proto\x12\x07mcsv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mcsv/v1/common.proto\"\xc1\x02\n\x0c\x45mailJobArgs\x12\'\n\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n\tuser_name\x18\x03 \x01(\tR\x08userName\x12\x1c\n\trecipient\x18\x04 \x01(\tR\trecipient\x12\x32\n\x08template\x18\x05 \x01(\x0e\x32\x16.mcsv.v1.EmailTemplateR\x08template\x12\x42\n\tvariables\x18\x06 \x03(\x0b\x32$.mcsv.v1.EmailJobArgs.VariablesEntryR\tvariables\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xa8\x03\n\x11\x43onversionJobArgs\x12#\n\rconversion_id\x18\x01 \x01(\tR\x0c\x63onversionId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n\tuser_name\x18\x03 \x01(\tR\x08userName\x12\x1d\n\nuser_email\x18\x04 \x01(\tR\tuserEmail\x12\x1a\n\x08\x66ilename\x18\x05 \x01(\tR\x08\x66ilename\x12\x1d\n\nsource_url\x18\x06 \x01(\tR\tsourceUrl\x12$\n\x0epdf_upload_url\x18\x07 \x01(\tR\x0cpdfUploadUrl\x12(\n\x10pdf_download_url\x18\x08 \x01(\tR\x0epdfDownloadUrl\x12X\n\x1bpdf_download_url_expires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x17pdfDownloadUrlExpiresAt\x12\x34\n\x07options\x18\n \x01(\x0b\x32\x1a.mcsv.v1.ConversionOptionsR\x07options\"\xab\x01\n\rReportJobArgs\x12\x41\n\x0f\x65mail_delivered\x18\x01 \x01(\x0b\x32\x16.mcsv.v1.EmailDeliveryH\x00R\x0e\x65mailDelivered\x12L\n\x13\x63onversion_finished\x18\x02 \x01(\x0b\x32\x19.mcsv.v1.ConversionReportH\x00R\x12\x63onversionFinishedB\t\n\x07outcome\"~\n\x0fJobAttemptError\x12\x18\n\x07\x61ttempt\x18\x01 \x01(\x05R\x07\x61ttempt\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x37\n\tfailed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x66\x61iledAt\"\xcd\x05\n\x03Job\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05queue\x18\x02 \x01(\tR\x05queue\x12\x14\n\x05\x61\x63tor\x18\x03 \x01(\tR\x05\x61\x63tor\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x11.mcsv.v1.JobStateR\x05state\x12\x18\n\x07\x61ttempt\x18\x05 \x01(\x05R\x07\x61ttempt\x12!\n\x0cmax_attempts\x18\x06 \x01(\x05R\x0bmaxAttempts\x12\x30\n\x06\x65rrors\x18\x07 \x03(\x0b\x32\x18.mcsv.v1.JobAttemptErrorR\x06\x65rrors\x12;\n\x0binserted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ninsertedAt\x12=\n\x0cscheduled_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bscheduledAt\x12=\n\x0c\x61ttempted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x61ttemptedAt\x12;\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishedAt\x12\x16\n\x06worker\x18\x0c \x01(\tR\x06worker\x12-\n\x05\x65mail\x18\r \x01(\x0b\x32\x15.mcsv.v1.EmailJobArgsH\x00R\x05\x65mail\x12<\n\nconversion\x18\x0e \x01(\x0b\x32\x1a.mcsv.v1.ConversionJobArgsH\x00R\nconversion\x12\x30\n\x06report\x18\x0f \x01(\x0b\x32\x16.mcsv.v1.ReportJobArgsH\x00R\x06report\x12;\n\x0bretry_until\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nretryUntilB\x06\n\x04\x61rgs\"\xf1\x01\n\x08JobEvent\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1a\n\x08sequence\x18\x02 \x01(\x03R\x08sequence\x12)\n\x04type\x18\x03 \x01(\x0e\x32\x15.mcsv.v1.JobEventTypeR\x04type\x12;\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\noccurredAt\x12\x18\n\x07\x61ttempt\x18\x05 \x01(\x05R\x07\x61ttempt\x12\x18\n\x07message\x18\x06 \x01(\tR\x07message\x12\x16\n\x06worker\x18\x07 \x01(\tR\x06worker\"\xf4\x01\n\nQueueStats\x12\x14\n\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1c\n\tavailable\x18\x02 \x01(\x03R\tavailable\x12\x1c\n\tscheduled\x18\x03 \x01(\x03R\tscheduled\x12\x1c\n\texecuting\x18\x04 \x01(\x03R\texecuting\x12\x1c\n\tretryable\x18\x05 \x01(\x03R\tretryable\x12\x1c\n\tcompleted\x18\x06 \x01(\x03R\tcompleted\x12\x1c\n\tdiscarded\x18\x07 \x01(\x03R\tdiscarded\x12\x1c\n\tcancelled\x18\x08 \x01(\x03R\tcancelled\"@\n\x13\x45nqueueEmailRequest\x12)\n\x04\x61rgs\x18\x01 \x01(\x0b\x32\x15.mcsv.v1.EmailJobArgsR\x04\x61rgs\"6\n\x14\x45nqueueEmailResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\"J\n\x18\x45nqueueConversionRequest\x12.\n\x04\x61rgs\x18\x01 \x01(\x0b\x32\x1a.mcsv.v1.ConversionJobArgsR\x04\x61rgs\";\n\x19\x45nqueueConversionResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\"\x1f\n\rGetJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"[\n\x0eGetJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\x12)\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x11.mcsv.v1.JobEventR\x06\x65vents\"\xa2\x01\n\x0fListJobsRequest\x12\x14\n\x05queue\x18\x01 \x01(\tR\x05queue\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x11.mcsv.v1.JobStateR\x05state\x12\x14\n\x05\x61\x63tor\x18\x03 \x01(\tR\x05\x61\x63tor\x12\x1b\n\tpage_size\x18\x04 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x05 \x01(\tR\tpageToken\"\\\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x0c.mcsv.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\":\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"3\n\x11\x43\x61ncelJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\"!\n\x0fRetryJobRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"2\n\x10RetryJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x0c.mcsv.v1.JobR\x03job\",\n\x14GetQueueStatsRequest\x12\x14\n\x05queue\x18\x01 \x01(\tR\x05queue\"D\n\x15GetQueueStatsResponse\x12+\n\x06queues\x18\x01 \x03(\x0b\x32\x13.mcsv.v1.QueueStatsR\x06queues*\xd4\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13JOB_STATE_AVAILABLE\x10\x01\x12\x17\n\x13JOB_STATE_SCHEDULED\x10\x02\x12\x17\n\x13JOB_STATE_EXECUTING\x10\x03\x12\x17\n\x13JOB_STATE_RETRYABLE\x10\x04\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x05\x12\x17\n\x13JOB_STATE_DISCARDED\x10\x06\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x07*\x9c\x02\n\x0cJobEventType\x12\x1e\n\x1aJOB_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17JOB_EVENT_TYPE_ENQUEUED\x10\x01\x12\x1a\n\x16JOB_EVENT_TYPE_STARTED\x10\x02\x12\x19\n\x15JOB_EVENT_TYPE_FAILED\x10\x03\x12\"\n\x1eJOB_EVENT_TYPE_RETRY_SCHEDULED\x10\x04\x12\x1c\n\x18JOB_EVENT_TYPE_COMPLETED\x10\x05\x12\x1c\n\x18JOB_EVENT_TYPE_DISCARDED\x10\x06\x12\x1c\n\x18JOB_EVENT_TYPE_CANCELLED\x10\x07\x12\x1a\n\x16JOB_EVENT_TYPE_RETRIED\x10\x08\x32\x86\x04\n\nJobService\x12K\n\x0c\x45nqueueEmail\x12\x1c.mcsv.v1.EnqueueEmailRequest\x1a\x1d.mcsv.v1.EnqueueEmailResponse\x12Z\n\x11\x45nqueueConversion\x12!.mcsv.v1.EnqueueConversionRequest\x1a\".mcsv.v1.EnqueueConversionResponse\x12\x39\n\x06GetJob\x12\x16.mcsv.v1.GetJobRequest\x1a\x17.mcsv.v1.GetJobResponse\x12?\n\x08ListJobs\x12\x18.mcsv.v1.ListJobsRequest\x1a\x19.mcsv.v1.ListJobsResponse\x12\x42\n\tCancelJob\x12\x19.mcsv.v1.CancelJobRequest\x1a\x1a.mcsv.v1.CancelJobResponse\x12?\n\x08RetryJob\x12\x18.mcsv.v1.RetryJobRequest\x1a\x19.mcsv.v1.RetryJobResponse\x12N\n\rGetQueueStats\x12\x1d.mcsv.v1.GetQueueStatsRequest\x1a\x1e.mcsv.v1.GetQueueStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,52 +35,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EMAILJOBARGS_VARIABLESENTRY']._loaded_options = None
   _globals['_EMAILJOBARGS_VARIABLESENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=3025
-  _globals['_JOBSTATE']._serialized_end=3237
-  _globals['_JOBEVENTTYPE']._serialized_start=3240
-  _globals['_JOBEVENTTYPE']._serialized_end=3524
+  _globals['_JOBSTATE']._serialized_start=3310
+  _globals['_JOBSTATE']._serialized_end=3522
+  _globals['_JOBEVENTTYPE']._serialized_start=3525
+  _globals['_JOBEVENTTYPE']._serialized_end=3809
   _globals['_EMAILJOBARGS']._serialized_start=86
   _globals['_EMAILJOBARGS']._serialized_end=407
   _globals['_EMAILJOBARGS_VARIABLESENTRY']._serialized_start=347
   _globals['_EMAILJOBARGS_VARIABLESENTRY']._serialized_end=407
   _globals['_CONVERSIONJOBARGS']._serialized_start=410
   _globals['_CONVERSIONJOBARGS']._serialized_end=834
-  _globals['_JOBATTEMPTERROR']._serialized_start=836
-  _globals['_JOBATTEMPTERROR']._serialized_end=962
-  _globals['_JOB']._serialized_start=965
-  _globals['_JOB']._serialized_end=1571
-  _globals['_JOBEVENT']._serialized_start=1574
-  _globals['_JOBEVENT']._serialized_end=1815
-  _globals['_QUEUESTATS']._serialized_start=1818
-  _globals['_QUEUESTATS']._serialized_end=2062
-  _globals['_ENQUEUEEMAILREQUEST']._serialized_start=2064
-  _globals['_ENQUEUEEMAILREQUEST']._serialized_end=2128
-  _globals['_ENQUEUEEMAILRESPONSE']._serialized_start=2130
-  _globals['_ENQUEUEEMAILRESPONSE']._serialized_end=2184
-  _globals['_ENQUEUECONVERSIONREQUEST']._serialized_start=2186
-  _globals['_ENQUEUECONVERSIONREQUEST']._serialized_end=2260
-  _globals['_ENQUEUECONVERSIONRESPONSE']._serialized_start=2262
-  _globals['_ENQUEUECONVERSIONRESPONSE']._serialized_end=2321
-  _globals['_GETJOBREQUEST']._serialized_start=2323
-  _globals['_GETJOBREQUEST']._serialized_end=2354
-  _globals['_GETJOBRESPONSE']._serialized_start=2356
-  _globals['_GETJOBRESPONSE']._serialized_end=2447
-  _globals['_LISTJOBSREQUEST']._serialized_start=2450
-  _globals['_LISTJOBSREQUEST']._serialized_end=2612
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2614
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2706
-  _globals['_CANCELJOBREQUEST']._serialized_start=2708
-  _globals['_CANCELJOBREQUEST']._serialized_end=2766
-  _globals['_CANCELJOBRESPONSE']._serialized_start=2768
-  _globals['_CANCELJOBRESPONSE']._serialized_end=2819
-  _globals['_RETRYJOBREQUEST']._serialized_start=2821
-  _globals['_RETRYJOBREQUEST']._serialized_end=2854
-  _globals['_RETRYJOBRESPONSE']._serialized_start=2856
-  _globals['_RETRYJOBRESPONSE']._serialized_end=2906
-  _globals['_GETQUEUESTATSREQUEST']._serialized_start=2908
-  _globals['_GETQUEUESTATSREQUEST']._serialized_end=2952
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=2954
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=3022
-  _globals['_JOBSERVICE']._serialized_start=3527
-  _globals['_JOBSERVICE']._serialized_end=4045
+  _globals['_REPORTJOBARGS']._serialized_start=837
+  _globals['_REPORTJOBARGS']._serialized_end=1008
+  _globals['_JOBATTEMPTERROR']._serialized_start=1010
+  _globals['_JOBATTEMPTERROR']._serialized_end=1136
+  _globals['_JOB']._serialized_start=1139
+  _globals['_JOB']._serialized_end=1856
+  _globals['_JOBEVENT']._serialized_start=1859
+  _globals['_JOBEVENT']._serialized_end=2100
+  _globals['_QUEUESTATS']._serialized_start=2103
+  _globals['_QUEUESTATS']._serialized_end=2347
+  _globals['_ENQUEUEEMAILREQUEST']._serialized_start=2349
+  _globals['_ENQUEUEEMAILREQUEST']._serialized_end=2413
+  _globals['_ENQUEUEEMAILRESPONSE']._serialized_start=2415
+  _globals['_ENQUEUEEMAILRESPONSE']._serialized_end=2469
+  _globals['_ENQUEUECONVERSIONREQUEST']._serialized_start=2471
+  _globals['_ENQUEUECONVERSIONREQUEST']._serialized_end=2545
+  _globals['_ENQUEUECONVERSIONRESPONSE']._serialized_start=2547
+  _globals['_ENQUEUECONVERSIONRESPONSE']._serialized_end=2606
+  _globals['_GETJOBREQUEST']._serialized_start=2608
+  _globals['_GETJOBREQUEST']._serialized_end=2639
+  _globals['_GETJOBRESPONSE']._serialized_start=2641
+  _globals['_GETJOBRESPONSE']._serialized_end=2732
+  _globals['_LISTJOBSREQUEST']._serialized_start=2735
+  _globals['_LISTJOBSREQUEST']._serialized_end=2897
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2899
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2991
+  _globals['_CANCELJOBREQUEST']._serialized_start=2993
+  _globals['_CANCELJOBREQUEST']._serialized_end=3051
+  _globals['_CANCELJOBRESPONSE']._serialized_start=3053
+  _globals['_CANCELJOBRESPONSE']._serialized_end=3104
+  _globals['_RETRYJOBREQUEST']._serialized_start=3106
+  _globals['_RETRYJOBREQUEST']._serialized_end=3139
+  _globals['_RETRYJOBRESPONSE']._serialized_start=3141
+  _globals['_RETRYJOBRESPONSE']._serialized_end=3191
+  _globals['_GETQUEUESTATSREQUEST']._serialized_start=3193
+  _globals['_GETQUEUESTATSREQUEST']._serialized_end=3237
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=3239
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=3307
+  _globals['_JOBSERVICE']._serialized_start=3812
+  _globals['_JOBSERVICE']._serialized_end=4330
 # @@protoc_insertion_point(module_scope)

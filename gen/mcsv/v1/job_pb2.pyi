@@ -98,6 +98,14 @@ class ConversionJobArgs(_message.Message):
     options: _common_pb2.ConversionOptions
     def __init__(self, conversion_id: _Optional[str] = ..., user_id: _Optional[str] = ..., user_name: _Optional[str] = ..., user_email: _Optional[str] = ..., filename: _Optional[str] = ..., source_url: _Optional[str] = ..., pdf_upload_url: _Optional[str] = ..., pdf_download_url: _Optional[str] = ..., pdf_download_url_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., options: _Optional[_Union[_common_pb2.ConversionOptions, _Mapping]] = ...) -> None: ...
 
+class ReportJobArgs(_message.Message):
+    __slots__ = ("email_delivered", "conversion_finished")
+    EMAIL_DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    email_delivered: _common_pb2.EmailDelivery
+    conversion_finished: _common_pb2.ConversionReport
+    def __init__(self, email_delivered: _Optional[_Union[_common_pb2.EmailDelivery, _Mapping]] = ..., conversion_finished: _Optional[_Union[_common_pb2.ConversionReport, _Mapping]] = ...) -> None: ...
+
 class JobAttemptError(_message.Message):
     __slots__ = ("attempt", "message", "failed_at")
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -109,7 +117,7 @@ class JobAttemptError(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., message: _Optional[str] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "queue", "actor", "state", "attempt", "max_attempts", "errors", "inserted_at", "scheduled_at", "attempted_at", "finished_at", "worker", "email", "conversion")
+    __slots__ = ("id", "queue", "actor", "state", "attempt", "max_attempts", "errors", "inserted_at", "scheduled_at", "attempted_at", "finished_at", "worker", "email", "conversion", "report", "retry_until")
     ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +132,8 @@ class Job(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     CONVERSION_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_UNTIL_FIELD_NUMBER: _ClassVar[int]
     id: str
     queue: str
     actor: str
@@ -138,7 +148,9 @@ class Job(_message.Message):
     worker: str
     email: EmailJobArgs
     conversion: ConversionJobArgs
-    def __init__(self, id: _Optional[str] = ..., queue: _Optional[str] = ..., actor: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[JobAttemptError, _Mapping]]] = ..., inserted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker: _Optional[str] = ..., email: _Optional[_Union[EmailJobArgs, _Mapping]] = ..., conversion: _Optional[_Union[ConversionJobArgs, _Mapping]] = ...) -> None: ...
+    report: ReportJobArgs
+    retry_until: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., queue: _Optional[str] = ..., actor: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[JobAttemptError, _Mapping]]] = ..., inserted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker: _Optional[str] = ..., email: _Optional[_Union[EmailJobArgs, _Mapping]] = ..., conversion: _Optional[_Union[ConversionJobArgs, _Mapping]] = ..., report: _Optional[_Union[ReportJobArgs, _Mapping]] = ..., retry_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("job_id", "sequence", "type", "occurred_at", "attempt", "message", "worker")

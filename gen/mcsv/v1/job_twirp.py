@@ -23,7 +23,8 @@ class JobService(Protocol):
         self, ctx: Context, request: job_pb2.EnqueueEmailRequest
     ) -> job_pb2.EnqueueEmailResponse | Awaitable[job_pb2.EnqueueEmailResponse]:
         """Enqueues an email job and answers at once (workflow 1). Idempotent on
-        args.idempotency_key: a repeated call returns the job already enqueued.
+        args.idempotency_key: a repeated call returns the job already enqueued and does not
+        queue it again, whatever its state.
         """
         ...
 
@@ -31,7 +32,7 @@ class JobService(Protocol):
         self, ctx: Context, request: job_pb2.EnqueueConversionRequest
     ) -> job_pb2.EnqueueConversionResponse | Awaitable[job_pb2.EnqueueConversionResponse]:
         """Enqueues a conversion job and answers at once (workflow 2). Carries URLs only, never
-        image bytes. Idempotent on args.conversion_id.
+        image bytes. Idempotent on args.conversion_id, as EnqueueEmail.
         """
         ...
 
@@ -50,15 +51,18 @@ class JobService(Protocol):
     def cancel_job(
         self, ctx: Context, request: job_pb2.CancelJobRequest
     ) -> job_pb2.CancelJobResponse | Awaitable[job_pb2.CancelJobResponse]:
-        """Cancels a job that has not completed. A job already executing finishes its current
-        attempt but is not retried.
+        """Cancels a job that has not completed, and reports it to the client as cancelled
+        (OUTCOME_CANCELLED). A job already executing finishes its current attempt but is not
+        retried; should that attempt succeed, the success is reported after the cancellation.
         """
         ...
 
     def retry_job(
         self, ctx: Context, request: job_pb2.RetryJobRequest
     ) -> job_pb2.RetryJobResponse | Awaitable[job_pb2.RetryJobResponse]:
-        """Runs a discarded or cancelled job again, with a fresh set of attempts."""
+        """Runs a discarded or cancelled job again, with a fresh retry horizon. Its new outcome is
+        reported with a higher version, and replaces the old one at the client.
+        """
         ...
 
     def get_queue_stats(
@@ -82,7 +86,8 @@ class JobServiceClient(SyncClient):
         timeout: float | None = None,
     ) -> job_pb2.EnqueueEmailResponse:
         """Enqueues an email job and answers at once (workflow 1). Idempotent on
-        args.idempotency_key: a repeated call returns the job already enqueued.
+        args.idempotency_key: a repeated call returns the job already enqueued and does not
+        queue it again, whatever its state.
         """
         return self._call(
             "mcsv.v1.JobService/EnqueueEmail",
@@ -101,7 +106,7 @@ class JobServiceClient(SyncClient):
         timeout: float | None = None,
     ) -> job_pb2.EnqueueConversionResponse:
         """Enqueues a conversion job and answers at once (workflow 2). Carries URLs only, never
-        image bytes. Idempotent on args.conversion_id.
+        image bytes. Idempotent on args.conversion_id, as EnqueueEmail.
         """
         return self._call(
             "mcsv.v1.JobService/EnqueueConversion",
@@ -153,8 +158,9 @@ class JobServiceClient(SyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> job_pb2.CancelJobResponse:
-        """Cancels a job that has not completed. A job already executing finishes its current
-        attempt but is not retried.
+        """Cancels a job that has not completed, and reports it to the client as cancelled
+        (OUTCOME_CANCELLED). A job already executing finishes its current attempt but is not
+        retried; should that attempt succeed, the success is reported after the cancellation.
         """
         return self._call(
             "mcsv.v1.JobService/CancelJob",
@@ -172,7 +178,9 @@ class JobServiceClient(SyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> job_pb2.RetryJobResponse:
-        """Runs a discarded or cancelled job again, with a fresh set of attempts."""
+        """Runs a discarded or cancelled job again, with a fresh retry horizon. Its new outcome is
+        reported with a higher version, and replaces the old one at the client.
+        """
         return self._call(
             "mcsv.v1.JobService/RetryJob",
             request,
@@ -214,7 +222,8 @@ class AsyncJobServiceClient(AsyncClient):
         timeout: float | None = None,
     ) -> job_pb2.EnqueueEmailResponse:
         """Enqueues an email job and answers at once (workflow 1). Idempotent on
-        args.idempotency_key: a repeated call returns the job already enqueued.
+        args.idempotency_key: a repeated call returns the job already enqueued and does not
+        queue it again, whatever its state.
         """
         return await self._call(
             "mcsv.v1.JobService/EnqueueEmail",
@@ -233,7 +242,7 @@ class AsyncJobServiceClient(AsyncClient):
         timeout: float | None = None,
     ) -> job_pb2.EnqueueConversionResponse:
         """Enqueues a conversion job and answers at once (workflow 2). Carries URLs only, never
-        image bytes. Idempotent on args.conversion_id.
+        image bytes. Idempotent on args.conversion_id, as EnqueueEmail.
         """
         return await self._call(
             "mcsv.v1.JobService/EnqueueConversion",
@@ -285,8 +294,9 @@ class AsyncJobServiceClient(AsyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> job_pb2.CancelJobResponse:
-        """Cancels a job that has not completed. A job already executing finishes its current
-        attempt but is not retried.
+        """Cancels a job that has not completed, and reports it to the client as cancelled
+        (OUTCOME_CANCELLED). A job already executing finishes its current attempt but is not
+        retried; should that attempt succeed, the success is reported after the cancellation.
         """
         return await self._call(
             "mcsv.v1.JobService/CancelJob",
@@ -304,7 +314,9 @@ class AsyncJobServiceClient(AsyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> job_pb2.RetryJobResponse:
-        """Runs a discarded or cancelled job again, with a fresh set of attempts."""
+        """Runs a discarded or cancelled job again, with a fresh retry horizon. Its new outcome is
+        reported with a higher version, and replaces the old one at the client.
+        """
         return await self._call(
             "mcsv.v1.JobService/RetryJob",
             request,

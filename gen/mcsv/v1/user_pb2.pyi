@@ -16,10 +16,12 @@ class ConversionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONVERSION_STATE_PENDING: _ClassVar[ConversionState]
     CONVERSION_STATE_SUCCEEDED: _ClassVar[ConversionState]
     CONVERSION_STATE_FAILED: _ClassVar[ConversionState]
+    CONVERSION_STATE_CANCELLED: _ClassVar[ConversionState]
 CONVERSION_STATE_UNSPECIFIED: ConversionState
 CONVERSION_STATE_PENDING: ConversionState
 CONVERSION_STATE_SUCCEEDED: ConversionState
 CONVERSION_STATE_FAILED: ConversionState
+CONVERSION_STATE_CANCELLED: ConversionState
 
 class User(_message.Message):
     __slots__ = ("id", "name", "email", "created_at")
@@ -34,7 +36,7 @@ class User(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Conversion(_message.Message):
-    __slots__ = ("id", "user_id", "filename", "options", "state", "job_id", "source_bytes", "pdf_url", "result", "error", "created_at", "finished_at")
+    __slots__ = ("id", "user_id", "filename", "options", "state", "job_id", "source_bytes", "pdf_url", "result", "error", "created_at", "finished_at", "upload_kept_until")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +49,7 @@ class Conversion(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_KEPT_UNTIL_FIELD_NUMBER: _ClassVar[int]
     id: str
     user_id: str
     filename: str
@@ -59,7 +62,8 @@ class Conversion(_message.Message):
     error: str
     created_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., filename: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.ConversionOptions, _Mapping]] = ..., state: _Optional[_Union[ConversionState, str]] = ..., job_id: _Optional[str] = ..., source_bytes: _Optional[int] = ..., pdf_url: _Optional[str] = ..., result: _Optional[_Union[_common_pb2.ConversionResult, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    upload_kept_until: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., filename: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.ConversionOptions, _Mapping]] = ..., state: _Optional[_Union[ConversionState, str]] = ..., job_id: _Optional[str] = ..., source_bytes: _Optional[int] = ..., pdf_url: _Optional[str] = ..., result: _Optional[_Union[_common_pb2.ConversionResult, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., upload_kept_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateUserRequest(_message.Message):
     __slots__ = ("name", "email")

@@ -63,14 +63,18 @@ class UserService(Protocol):
     def notify_email_delivered(
         self, ctx: Context, request: user_pb2.NotifyEmailDeliveredRequest
     ) -> user_pb2.NotifyEmailDeliveredResponse | Awaitable[user_pb2.NotifyEmailDeliveredResponse]:
-        """Called by job_svc when an email job finished; relayed to the client. job_svc only."""
+        """Called by job_svc when an email job finished (succeeded, failed or was cancelled);
+        relayed to the client, which keeps the outcome of the highest version. job_svc only.
+        """
         ...
 
     def conversion_complete(
         self, ctx: Context, request: user_pb2.ConversionCompleteRequest
     ) -> user_pb2.ConversionCompleteResponse | Awaitable[user_pb2.ConversionCompleteResponse]:
-        """Called by job_svc when a conversion job finished; user_svc removes the original image
-        and relays the outcome to the client. job_svc only.
+        """Called by job_svc when a conversion job finished (succeeded, failed or was cancelled).
+        user_svc records the outcome unless it has one of a higher version, removes the original
+        image of a succeeded conversion (a failed or cancelled one's is kept for a retry until
+        its retention ends), and relays the outcome to the client. job_svc only.
         """
         ...
 
@@ -173,7 +177,9 @@ class UserServiceClient(SyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.NotifyEmailDeliveredResponse:
-        """Called by job_svc when an email job finished; relayed to the client. job_svc only."""
+        """Called by job_svc when an email job finished (succeeded, failed or was cancelled);
+        relayed to the client, which keeps the outcome of the highest version. job_svc only.
+        """
         return self._call(
             "mcsv.v1.UserService/NotifyEmailDelivered",
             request,
@@ -190,8 +196,10 @@ class UserServiceClient(SyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.ConversionCompleteResponse:
-        """Called by job_svc when a conversion job finished; user_svc removes the original image
-        and relays the outcome to the client. job_svc only.
+        """Called by job_svc when a conversion job finished (succeeded, failed or was cancelled).
+        user_svc records the outcome unless it has one of a higher version, removes the original
+        image of a succeeded conversion (a failed or cancelled one's is kept for a retry until
+        its retention ends), and relays the outcome to the client. job_svc only.
         """
         return self._call(
             "mcsv.v1.UserService/ConversionComplete",
@@ -301,7 +309,9 @@ class AsyncUserServiceClient(AsyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.NotifyEmailDeliveredResponse:
-        """Called by job_svc when an email job finished; relayed to the client. job_svc only."""
+        """Called by job_svc when an email job finished (succeeded, failed or was cancelled);
+        relayed to the client, which keeps the outcome of the highest version. job_svc only.
+        """
         return await self._call(
             "mcsv.v1.UserService/NotifyEmailDelivered",
             request,
@@ -318,8 +328,10 @@ class AsyncUserServiceClient(AsyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.ConversionCompleteResponse:
-        """Called by job_svc when a conversion job finished; user_svc removes the original image
-        and relays the outcome to the client. job_svc only.
+        """Called by job_svc when a conversion job finished (succeeded, failed or was cancelled).
+        user_svc records the outcome unless it has one of a higher version, removes the original
+        image of a succeeded conversion (a failed or cancelled one's is kept for a retry until
+        its retention ends), and relays the outcome to the client. job_svc only.
         """
         return await self._call(
             "mcsv.v1.UserService/ConversionComplete",

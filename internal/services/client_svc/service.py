@@ -1,5 +1,6 @@
-"""client_svc: receives the final callback of every workflow and keeps it, once per
-notification id, numbered in the order received; ListNotifications reads them back. Its CLI
+"""client_svc: receives the final callback of every workflow and keeps the latest of it, once
+per notification id (a higher version of the event replaces a lower one), numbered in the
+order received; ListNotifications reads them back. Its CLI
 (internal/services/client_svc/cli.py) drives the workflows and polls that RPC."""
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from playhouse.migrate import SchemaMigrator
 
 from internal import config
 from internal.data import create_tables, open_database, write_transaction
-from internal.services.common.errors import invalid_argument, require
+from internal.services.common.errors import (
+    invalid_argument,
+    optional_url,
+    require,
+    require_outcome,
+    require_valid_times,
+)
 from internal.services.common.paging import page_position, page_size, position_token
 from internal.services.common.times import timestamp
 
@@ -27,9 +34,13 @@ class Notification(peewee.Model):
     subject_id = peewee.TextField(index=True)
     received_at = peewee.DoubleField()  # unix time
     payload = peewee.BlobField()  # the ReceiveNotificationRequest
-    # 1, 2, 3... in the order received, and committed in that order (see insert_notification).
-    # Unique, and with kind: both ListNotifications queries are index range scans.
+    # 1, 2, 3... in the order received, and committed in that order (see store_notification):
+    # a replaced notification takes the next one. Unique, and with kind: both
+    # ListNotifications queries are index range scans.
     sequence = peewee.BigIntegerField(unique=True)
+    # The event's version (EmailDelivery/ConversionReport.version): only a higher one
+    # replaces the notification.
+    version = peewee.BigIntegerField(default=0)
 
     class Meta:
         indexes = ((("kind", "sequence"), False),)
@@ -53,24 +64,32 @@ class ClientService:
         notification_id = require(request.notification_id, "notification_id")
         event = request.WhichOneof("event")
         if event == "email_delivered":
-            kind = "email"
+            kind, version = "email", request.email_delivered.version
             subject = require(request.email_delivered.user_id, "email_delivered.user_id")
+            require_outcome(request.email_delivered.outcome, "email_delivered.outcome")
         elif event == "conversion_finished":
-            kind = "conversion"
-            subject = require(
-                request.conversion_finished.conversion_id, "conversion_finished.conversion_id"
-            )
+            kind, version = "conversion", request.conversion_finished.version
+            report = request.conversion_finished
+            subject = require(report.conversion_id, "conversion_finished.conversion_id")
+            require_outcome(report.outcome, "conversion_finished.outcome")
+            optional_url(report.pdf_url, "conversion_finished.pdf_url")
         else:
             raise invalid_argument("event", "email_delivered or conversion_finished is required")
-        inserted = insert_notification(
+        if version < 0:
+            raise invalid_argument(f"{event}.version", "must not be negative")
+        # Stored and served back by ListNotifications: a time that cannot be written as JSON
+        # would fail every later listing.
+        require_valid_times(request)
+        first, stored = store_notification(
             self.database,
             notification_id=notification_id,
             kind=kind,
             subject_id=subject,
             received_at=time.time(),
             payload=request.SerializeToString(),
+            version=version,
         )
-        return client_pb2.ReceiveNotificationResponse(first_delivery=inserted)
+        return client_pb2.ReceiveNotificationResponse(first_delivery=first, stored=stored)
 
     def list_notifications(
         self, ctx: Context, request: client_pb2.ListNotificationsRequest
@@ -97,22 +116,33 @@ class ClientService:
         )
 
 
-def insert_notification(database: peewee.Database, **values: object) -> bool:
-    """Stores a notification with the next sequence; False when its id is stored already.
-    Numbering happens under a write lock held until commit (SQLite's write transaction,
-    PostgreSQL's EXCLUSIVE table lock, which readers pass), so sequences become visible in
-    order: a poller that has seen sequence n never finds a smaller one appear later."""
+def store_notification(
+    database: peewee.Database, *, notification_id: str, version: int, **values: object
+) -> tuple[bool, bool]:
+    """Stores a notification with the next sequence, or replaces the one stored under its id
+    when its version is higher (it then takes the next sequence, so pollers see it again).
+    Returns (first delivery of this id, stored). Numbering happens under a write lock held
+    until commit (SQLite's write transaction, PostgreSQL's EXCLUSIVE table lock, which
+    readers pass), so sequences become visible in order: a poller that has seen sequence n
+    never finds a smaller one appear later."""
     with database.connection_context(), write_transaction(database):
         if isinstance(database, peewee.PostgresqlDatabase):
             table = Notification._meta.table_name
             database.execute_sql(  # type: ignore[no-untyped-call]
                 f'LOCK TABLE "{table}" IN EXCLUSIVE MODE'
             )
-        if Notification.get_or_none(Notification.notification_id == values["notification_id"]):
-            return False
+        stored = Notification.get_or_none(Notification.notification_id == notification_id)
+        if stored is not None and version <= stored.version:
+            return False, False  # a repeat, or older than what is kept
         last = Notification.select(peewee.fn.MAX(Notification.sequence)).scalar()
-        Notification.insert(sequence=(last or 0) + 1, **values).execute()
-        return True
+        fields = {**values, "version": version, "sequence": (last or 0) + 1}
+        if stored is None:
+            Notification.insert(notification_id=notification_id, **fields).execute()
+        else:
+            Notification.update(**fields).where(
+                Notification.notification_id == notification_id
+            ).execute()
+        return stored is None, True
 
 
 def notification_message(row: Notification) -> client_pb2.Notification:
@@ -149,7 +179,15 @@ def number_notifications(migrator: SchemaMigrator) -> None:
     migrator.add_index(table, ("kind", "sequence")).run()
 
 
+def add_versions(migrator: SchemaMigrator) -> None:
+    """Migration 2: the event version of each notification (0: from before versions)."""
+    table = Notification._meta.table_name
+    migrator.add_column(table, "version", peewee.BigIntegerField(default=0)).run()
+
+
 def open_notifications(settings: config.Settings) -> peewee.Database:
     database = open_database(settings.database_url_for(NAME))
-    create_tables(database, [Notification], service=NAME, migrations=[number_notifications])
+    create_tables(
+        database, [Notification], service=NAME, migrations=[number_notifications, add_versions]
+    )
     return database

@@ -20,7 +20,8 @@ from mcsv.v1 import common_pb2, image_pb2
 
 from internal import imaging, observability
 from internal.observability import metrics
-from internal.services.common.errors import invalid_argument, require
+from internal.services.common.errors import invalid_argument, require, require_url
+from internal.urls import character_problem
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +123,21 @@ class ImageService:
     def _storage_url(self, url: str, argument: str) -> str:
         """The URL, if it points at the configured storage; anything else is refused, so that
         this service cannot be made to fetch from or write to another host."""
-        url = require(url, argument, max_length=8000)
-        parts = urlsplit(url)
+        if not url:
+            raise invalid_argument(argument, "is required")
+        if (problem := character_problem(url)) is not None:  # e.g. CR/LF: malformed anywhere
+            raise invalid_argument(argument, problem)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise invalid_argument(argument, f"is not a URL ({exc})") from exc
         if f"{parts.scheme}://{parts.netloc}" != self.storage_origin or parts.username:
             raise TwirpError(
                 ErrorCode.PERMISSION_DENIED,
                 f"{argument} must point at the storage ({self.storage_origin})",
                 {"argument": argument},
             )
-        return url
+        return require_url(url, argument)  # the rest: a valid port, a URL httpx takes
 
     async def _fetch(self, url: str) -> bytes:
         try:
@@ -148,6 +155,8 @@ class ImageService:
                         raise self._too_large(size)
                     chunks.append(chunk)
                 return b"".join(chunks)
+        except httpx.InvalidURL as exc:  # not an HTTPError: would otherwise be a 500
+            raise invalid_argument("source_url", f"is not a URL ({exc})") from exc
         except httpx.HTTPError as exc:
             raise TwirpError(ErrorCode.UNAVAILABLE, f"fetching the image failed: {exc}") from exc
 
@@ -156,6 +165,8 @@ class ImageService:
             response = await self.http.put(
                 url, content=pdf, headers={"Content-Type": "application/pdf"}
             )
+        except httpx.InvalidURL as exc:
+            raise invalid_argument("pdf_upload_url", f"is not a URL ({exc})") from exc
         except httpx.HTTPError as exc:
             raise TwirpError(ErrorCode.UNAVAILABLE, f"storing the PDF failed: {exc}") from exc
         if response.status_code not in (200, 201, 204):

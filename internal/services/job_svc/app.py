@@ -1,5 +1,6 @@
 """job_svc's app: the JobService RPCs on the jobs table, enqueuing on the broker of
-BROKER_URL; each /metrics scrape refreshes the jobs-per-queue-and-state gauge."""
+BROKER_URL, and every few seconds sending the messages of jobs that were not known to be
+sent; each /metrics scrape refreshes the jobs-per-queue-and-state gauge."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from internal import config
 from internal.observability import metrics
 from internal.queue import open_broker
 from internal.services.common.app import service_app
+from internal.services.common.periodic import Periodic
 from internal.services.common.readiness import database_probe
+from internal.services.job_svc.dispatch import UNSENT_GRACE_SECONDS, Dispatcher
 from internal.services.job_svc.models import NAME, JobRow
-from internal.services.job_svc.service import JobService, sender
+from internal.services.job_svc.service import JobService
 from internal.services.job_svc.store import open_jobs
 
 
@@ -29,15 +32,19 @@ def create_app(settings: config.Settings) -> Starlette:
                           "discarded", "cancelled"):  # fmt: skip
                 metrics.QUEUE_DEPTH.labels(stats.queue, state).set(getattr(stats, state))
 
-    service = JobService(store, sender(broker))
-    return service_app(
+    dispatcher = Dispatcher(store, broker, settings.rpc_timeout_seconds)
+    resender = Periodic("resend-unsent-jobs", UNSENT_GRACE_SECONDS / 2, dispatcher.resend_unsent)
+    service = JobService(store, dispatcher)
+    app = service_app(
         NAME,
         settings,
         [JobServiceServer(service=service)],
         ready_checks={"database": database_probe(store.database, JobRow)},
-        on_shutdown=[_closer(broker)],
+        on_shutdown=[resender.closer(), _closer(broker)],
         before_metrics=count_queues,
     )
+    resender.start()
+    return app
 
 
 def _closer(broker: dramatiq.Broker) -> Callable[[], Awaitable[None]]:

@@ -1,6 +1,8 @@
 """What a worker does for each kind of job, given the job's args: deliver an email (workflow
-1) or convert an image (workflow 2) through the peer services, and report the outcome to
-user_svc. Each step is idempotent, keyed by the job's idempotency key or conversion id."""
+1), convert an image (workflow 2), or report either's outcome to user_svc (a report job).
+The work of an email or conversion job returns the report of its success; a failure raises,
+and the worker asks the retry policy what to do. Each step is idempotent, keyed by the
+job's idempotency key or conversion id."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from mcsv.v1.user_twirp import UserServiceClient
 
 from internal import observability
 from internal.peers import SyncPeers
-from internal.services.common.times import now
-from internal.services.job_svc.models import CONVERSION, EMAIL, ArgsT, JobKind, JobRow
+from internal.services.job_svc import outcomes
+from internal.services.job_svc.models import CONVERSION, EMAIL, REPORT, ArgsT, JobKind, JobRow
 
 log = logging.getLogger(__name__)
 
@@ -47,30 +49,31 @@ class Peers:
 
 @dataclass(frozen=True)
 class JobHandler(Generic[ArgsT]):
-    """One kind of job as a worker runs it: the work, and how a failure is reported."""
+    """One kind of job as a worker runs it: its work, which returns the report of its
+    success to enqueue (None: nothing to report)."""
 
     kind: JobKind[ArgsT]
-    work: Callable[[JobRow, ArgsT], None]
-    report_failure: Callable[[JobRow, ArgsT, str], None]
+    work: Callable[[JobRow, ArgsT], job_pb2.ReportJobArgs | None]
 
 
 def job_handlers(peers: Peers) -> dict[str, JobHandler[Any]]:
     """The handler of each kind of job, by actor name."""
-    emails, conversions = EmailJobs(peers), ConversionJobs(peers)
+    emails, conversions, reports = EmailJobs(peers), ConversionJobs(peers), ReportJobs(peers)
     handlers: list[JobHandler[Any]] = [
-        JobHandler(EMAIL, emails.deliver, emails.report_failure),
-        JobHandler(CONVERSION, conversions.convert, conversions.report_failure),
+        JobHandler(EMAIL, emails.deliver),
+        JobHandler(CONVERSION, conversions.convert),
+        JobHandler(REPORT, reports.send),
     ]
     return {handler.kind.actor: handler for handler in handlers}
 
 
 class EmailJobs:
-    """Workflow 1: the welcome email, then its delivery reported to user_svc."""
+    """Workflow 1: the welcome email."""
 
     def __init__(self, peers: Peers) -> None:
         self.peers = peers
 
-    def deliver(self, job: JobRow, args: job_pb2.EmailJobArgs) -> None:
+    def deliver(self, job: JobRow, args: job_pb2.EmailJobArgs) -> job_pb2.ReportJobArgs:
         observability.tag(user_id=args.user_id)
         delivered = self.peers.emails.deliver_email(
             email_pb2.DeliverEmailRequest(
@@ -82,57 +85,31 @@ class EmailJobs:
                 variables=args.variables,
             )
         )
-        self.report(job, args, outcome=common_pb2.OUTCOME_SUCCEEDED, email_id=delivered.email.id)
-
-    def report_failure(self, job: JobRow, args: job_pb2.EmailJobArgs, error: str) -> None:
-        self.report(job, args, outcome=common_pb2.OUTCOME_FAILED, error=error)
-
-    def report(
-        self,
-        job: JobRow,
-        args: job_pb2.EmailJobArgs,
-        *,
-        outcome: common_pb2.Outcome,
-        email_id: str = "",
-        error: str = "",
-    ) -> None:
-        self.peers.users.notify_email_delivered(
-            user_pb2.NotifyEmailDeliveredRequest(
-                delivery=common_pb2.EmailDelivery(
-                    user_id=args.user_id,
-                    recipient=args.recipient,
-                    template=args.template,
-                    outcome=outcome,
-                    email_id=email_id,
-                    error=error,
-                    job_id=job.id,
-                    finished_at=now(),
-                )
-            )
-        )
+        return outcomes.email_succeeded(job, args, delivered.email.id)
 
 
 class ConversionJobs:
-    """Workflow 2: the PDF, the conversion-complete email, then the result reported to
-    user_svc."""
+    """Workflow 2: the PDF, then the conversion-complete email."""
 
     def __init__(self, peers: Peers) -> None:
         self.peers = peers
 
-    def convert(self, job: JobRow, args: job_pb2.ConversionJobArgs) -> None:
+    def convert(self, job: JobRow, args: job_pb2.ConversionJobArgs) -> job_pb2.ReportJobArgs | None:
         observability.tag(user_id=args.user_id, conversion_id=args.conversion_id)
         known = self.peers.users.get_conversion(
             user_pb2.GetConversionRequest(id=args.conversion_id)
         )
         if known.conversion.state == user_pb2.CONVERSION_STATE_SUCCEEDED:
-            # Delivered again after an attempt that finished the work but died before
-            # recording it: the original is gone and the PDF, email and report exist.
+            # user_svc heard of this conversion's success already: the original is gone and
+            # the PDF, email and report exist.
             log.info("conversion %s already succeeded; nothing to do", args.conversion_id)
-            return
-        if not known.pdf_upload_url:  # user_svc mints one only while the conversion is pending
+            return None
+        if not known.pdf_upload_url:
+            # user_svc mints one only while the conversion may be converted: pending, or
+            # failed or cancelled with its upload still kept (a retry within the retention).
             raise TwirpError(
                 ErrorCode.FAILED_PRECONDITION,
-                f"conversion {args.conversion_id} already failed: its image is removed",
+                f"conversion {args.conversion_id} already finished: its image is removed",
             )
         converted = self.peers.images.convert_to_pdf(
             image_pb2.ConvertToPdfRequest(
@@ -157,33 +134,28 @@ class ConversionJobs:
                 },
             )
         )
-        self.report(job, args, outcome=common_pb2.OUTCOME_SUCCEEDED, result=converted.result)
+        return outcomes.conversion_succeeded(job, args, converted.result)
 
-    def report_failure(self, job: JobRow, args: job_pb2.ConversionJobArgs, error: str) -> None:
-        self.report(job, args, outcome=common_pb2.OUTCOME_FAILED, error=error)
 
-    def report(
-        self,
-        job: JobRow,
-        args: job_pb2.ConversionJobArgs,
-        *,
-        outcome: common_pb2.Outcome,
-        result: common_pb2.ConversionResult | None = None,
-        error: str = "",
-    ) -> None:
-        succeeded = outcome == common_pb2.OUTCOME_SUCCEEDED
-        self.peers.users.conversion_complete(
-            user_pb2.ConversionCompleteRequest(
-                report=common_pb2.ConversionReport(
-                    conversion_id=args.conversion_id,
-                    user_id=args.user_id,
-                    outcome=outcome,
-                    pdf_url=args.pdf_download_url if succeeded else "",
-                    pdf_url_expires_at=args.pdf_download_url_expires_at if succeeded else None,
-                    result=result,
-                    error=error,
-                    job_id=job.id,
-                    finished_at=now(),
-                )
+class ReportJobs:
+    """Tells user_svc how an email or conversion job ended; user_svc relays it to the
+    client. Nothing reports on a report job."""
+
+    def __init__(self, peers: Peers) -> None:
+        self.peers = peers
+
+    def send(self, job: JobRow, args: job_pb2.ReportJobArgs) -> None:
+        which = args.WhichOneof("outcome")
+        if which == "email_delivered":
+            delivery = args.email_delivered
+            observability.tag(user_id=delivery.user_id)
+            self.peers.users.notify_email_delivered(
+                user_pb2.NotifyEmailDeliveredRequest(delivery=delivery)
             )
-        )
+        elif which == "conversion_finished":
+            report = args.conversion_finished
+            observability.tag(user_id=report.user_id, conversion_id=report.conversion_id)
+            self.peers.users.conversion_complete(user_pb2.ConversionCompleteRequest(report=report))
+        else:
+            log.error("report job %s has no outcome to report", job.id)
+        return None

@@ -1,5 +1,10 @@
-"""job_svc's tables (jobs and their append-only history of events), the kinds of job, and
-both as the contracts carry them."""
+"""job_svc's tables (jobs and their append-only history of events), the kinds of job (email,
+conversion, and the report of either's outcome), and both as the contracts carry them.
+
+A job's row is the one truth about it: its state, attempts, errors and retry horizon. A
+message on the queue only wakes a worker for it: it carries the job id and the job's
+`dispatch` number at the time it was sent, and only the message with the row's current
+number may run the job (see store.JobStore.start)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any, Generic, TypeVar
 import peewee
 from google.protobuf.message import Message
 from mcsv.v1 import job_pb2
+from playhouse.migrate import SchemaMigrator
 
 from internal.services.common.times import timestamp
 
@@ -26,21 +32,28 @@ ArgsT = TypeVar("ArgsT", bound=Message)
 
 @dataclass(frozen=True)
 class JobKind(Generic[ArgsT]):
-    """One kind of job: where it is queued, which actor runs it, and what its args are."""
+    """One kind of job: where it is queued, which actor runs it, what its args are, and its
+    priority in a worker (Dramatiq's: of the messages a worker holds, the lowest runs first)."""
 
     queue: str
     actor: str
     args_field: str  # the Job.args oneof member
     args_type: type[ArgsT]
+    priority: int
 
     def parse_args(self, stored: bytes) -> ArgsT:
         """A job's args as stored in its row."""
         return self.args_type.FromString(bytes(stored))
 
 
-EMAIL = JobKind("emails", "deliver_email", "email", job_pb2.EmailJobArgs)
-CONVERSION = JobKind("conversions", "convert_image", "conversion", job_pb2.ConversionJobArgs)
-KINDS: dict[str, JobKind[Any]] = {kind.actor: kind for kind in (EMAIL, CONVERSION)}
+EMAIL = JobKind("emails", "deliver_email", "email", job_pb2.EmailJobArgs, priority=10)
+CONVERSION = JobKind(
+    "conversions", "convert_image", "conversion", job_pb2.ConversionJobArgs, priority=10
+)
+# Tells user_svc how an email or conversion job ended (see outcomes.py). Before new work, so
+# that a workflow whose work is done is not kept waiting for its report behind a backlog.
+REPORT = JobKind("reports", "report_outcome", "report", job_pb2.ReportJobArgs, priority=0)
+KINDS: dict[str, JobKind[Any]] = {kind.actor: kind for kind in (EMAIL, CONVERSION, REPORT)}
 
 
 class JobRow(peewee.Model):
@@ -50,7 +63,7 @@ class JobRow(peewee.Model):
     actor = peewee.TextField()
     state = peewee.IntegerField(index=True)
     attempt = peewee.IntegerField(default=0)
-    max_attempts = peewee.IntegerField()
+    max_attempts = peewee.IntegerField(default=0)  # unused: retries end at retry_until
     args = peewee.BlobField()
     errors = peewee.TextField(default="[]")  # JSON: [{attempt, message, failed_at}]
     inserted_at = peewee.DoubleField(index=True)
@@ -58,9 +71,18 @@ class JobRow(peewee.Model):
     attempted_at = peewee.DoubleField(null=True)
     finished_at = peewee.DoubleField(null=True)
     worker = peewee.TextField(default="")
+    # The end of the retry horizon (None: from before it, inserted_at + the horizon).
+    retry_until = peewee.DoubleField(null=True)
+    # The number of the one message that may run the job; bumped each time one is sent.
+    dispatch = peewee.IntegerField(default=0)
+    # Whether that message is known to be on the queue, or none is owed (a finished job);
+    # a job owed one that is not known to be sent, dispatch.resend_unsent sends.
+    sent = peewee.BooleanField(default=True)
+    dispatched_at = peewee.DoubleField(null=True)
 
     class Meta:
         table_name = "jobs"
+        indexes = ((("sent", "dispatched_at"), False),)
 
 
 class JobEventRow(peewee.Model):
@@ -80,6 +102,19 @@ class JobEventRow(peewee.Model):
 MODELS = [JobRow, JobEventRow]
 
 
+def add_dispatch(migrator: SchemaMigrator) -> None:
+    """Migration 1: the retry horizon and the dispatch numbers of each job's messages."""
+    table = JobRow._meta.table_name
+    migrator.add_column(table, "retry_until", peewee.DoubleField(null=True)).run()
+    migrator.add_column(table, "dispatch", peewee.IntegerField(default=0)).run()
+    migrator.add_column(table, "sent", peewee.BooleanField(default=True)).run()
+    migrator.add_column(table, "dispatched_at", peewee.DoubleField(null=True)).run()
+    migrator.add_index(table, ("sent", "dispatched_at")).run()
+
+
+MIGRATIONS = [add_dispatch]
+
+
 def job_message(job: JobRow) -> job_pb2.Job:
     kind = KINDS[job.actor]
     message = job_pb2.Job(
@@ -94,6 +129,7 @@ def job_message(job: JobRow) -> job_pb2.Job:
         scheduled_at=timestamp(job.scheduled_at),
         attempted_at=timestamp(job.attempted_at),
         finished_at=timestamp(job.finished_at),
+        retry_until=timestamp(job.retry_until),
         errors=[
             job_pb2.JobAttemptError(
                 attempt=e["attempt"], message=e["message"], failed_at=timestamp(e["failed_at"])

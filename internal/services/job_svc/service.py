@@ -1,28 +1,27 @@
 """job_svc's RPCs: enqueue email and conversion jobs (the job is a row; its Dramatiq message
-carries only the job id), read them with their history, list, cancel and retry them, and
-count them per queue."""
+carries only the job id and its dispatch number), read them with their history, list, cancel
+(reporting the cancellation) and retry them, and count them per queue."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import dramatiq
 from mcsv.twirp import Context
-from mcsv.v1 import job_pb2
-from opentelemetry.trace import SpanKind
+from mcsv.v1 import common_pb2, job_pb2
 
-from internal import observability
-from internal.observability import metrics
-from internal.services.common.errors import invalid_argument, require
+from internal import mail, observability
+from internal.services.common.errors import (
+    invalid_argument,
+    require,
+    require_email,
+    require_url,
+    require_valid_times,
+)
 from internal.services.common.paging import next_page_token, page_offset, page_size
+from internal.services.job_svc.dispatch import Dispatcher
 from internal.services.job_svc.models import (
     CONVERSION,
     EMAIL,
-    KINDS,
     ArgsT,
     JobKind,
-    JobRow,
     event_message,
     job_message,
 )
@@ -30,20 +29,18 @@ from internal.services.job_svc.store import JobStore
 
 
 class JobService:
-    """The JobService RPCs. `send` puts a job's message on the broker."""
+    """The JobService RPCs; `dispatcher` puts jobs' messages on the broker."""
 
-    def __init__(self, store: JobStore, send: Callable[[JobRow], None]) -> None:
+    def __init__(self, store: JobStore, dispatcher: Dispatcher) -> None:
         self.store = store
-        self.send = send
+        self.dispatcher = dispatcher
 
     def enqueue_email(
         self, ctx: Context, request: job_pb2.EnqueueEmailRequest
     ) -> job_pb2.EnqueueEmailResponse:
         args = request.args
         key = require(args.idempotency_key, "args.idempotency_key", max_length=200)
-        require(args.recipient, "args.recipient", max_length=320)
-        if args.template == 0:
-            raise invalid_argument("args.template", "is required")
+        check_email_args(args)
         return job_pb2.EnqueueEmailResponse(job=self._enqueue(EMAIL, args, f"email:{key}"))
 
     def enqueue_conversion(
@@ -52,19 +49,18 @@ class JobService:
         args = request.args
         conversion_id = require(args.conversion_id, "args.conversion_id", max_length=200)
         args.ClearField("pdf_upload_url")  # no longer used: it is minted when the job runs
-        for name in ("source_url", "pdf_download_url", "user_email"):
-            require(getattr(args, name), f"args.{name}", max_length=4000)
+        check_conversion_args(args)
         job = self._enqueue(CONVERSION, args, f"conversion:{conversion_id}")
         return job_pb2.EnqueueConversionResponse(job=job)
 
     def _enqueue(self, kind: JobKind[ArgsT], args: ArgsT, key: str) -> job_pb2.Job:
         job, created = self.store.enqueue(kind, args, key)
         observability.tag(job_id=job.id)
-        if created or job.state == job_pb2.JOB_STATE_AVAILABLE:
-            # Sent again for a repeated request whose job has not started: the first send
-            # may have failed after the row was written. Running twice is harmless (start()
-            # skips finished jobs; side effects are idempotent).
-            self.send(job)
+        if created:
+            # The row is the job: should its message not go out now, the periodic
+            # resend_unsent sends it. A repeated request sends nothing (its job has its one
+            # message already, or is running or finished).
+            self.dispatcher.send_all([job])
         return job_message(job)
 
     def get_job(self, ctx: Context, request: job_pb2.GetJobRequest) -> job_pb2.GetJobResponse:
@@ -84,12 +80,15 @@ class JobService:
     def cancel_job(
         self, ctx: Context, request: job_pb2.CancelJobRequest
     ) -> job_pb2.CancelJobResponse:
-        job = self.store.cancel(require(request.id, "id"), request.reason or "cancelled by request")
+        job, reports = self.store.cancel(
+            require(request.id, "id"), request.reason or "cancelled by request"
+        )
+        self.dispatcher.send_all(reports)
         return job_pb2.CancelJobResponse(job=job_message(job))
 
     def retry_job(self, ctx: Context, request: job_pb2.RetryJobRequest) -> job_pb2.RetryJobResponse:
         job = self.store.retry(require(request.id, "id"))
-        self.send(job)
+        self.dispatcher.send_all([job])
         return job_pb2.RetryJobResponse(job=job_message(job))
 
     def get_queue_stats(
@@ -98,32 +97,30 @@ class JobService:
         return job_pb2.GetQueueStatsResponse(queues=self.store.stats(request.queue))
 
 
-def sender(broker: dramatiq.Broker) -> Callable[[JobRow], None]:
-    """Puts a job's message on its queue: the job id is all the worker needs."""
+def check_email_args(args: job_pb2.EmailJobArgs) -> None:
+    """invalid_argument naming the field for email job args that no attempt could deliver
+    and report (what DeliverEmail and NotifyEmailDelivered would refuse), so that such a job
+    is never enqueued: the recipient, the user, the template and its variables, rendered
+    here as email_svc will render them."""
+    require(args.user_id, "args.user_id", max_length=200)
+    recipient = require_email(args.recipient, "args.recipient")
+    if args.template == common_pb2.EMAIL_TEMPLATE_UNSPECIFIED:
+        raise invalid_argument("args.template", "is required")
+    try:
+        mail.render(
+            args.template, {"user_name": args.user_name, "recipient": recipient, **args.variables}
+        )
+    except mail.TemplateError as exc:
+        raise invalid_argument("args.variables", str(exc)) from exc
 
-    def send(job: JobRow) -> None:
-        with observability.tracer().start_as_current_span(
-            f"enqueue {job.actor}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "dramatiq",
-                "messaging.destination.name": job.queue,
-                "mcsv.job_id": job.id,
-            },
-        ):
-            options: dict[str, Any] = {}
-            observability.inject_into(options)
-            broker.enqueue(
-                dramatiq.Message(
-                    queue_name=job.queue,
-                    actor_name=job.actor,
-                    args=(job.id,),
-                    kwargs={},
-                    options=options,
-                )
-            )
-        metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
 
-    for kind in KINDS.values():
-        broker.declare_queue(kind.queue)
-    return send
+def check_conversion_args(args: job_pb2.ConversionJobArgs) -> None:
+    """invalid_argument naming the field for conversion job args that no attempt could
+    convert, email and report: the user's address, the two URLs (well formed; image_svc
+    also checks they point at the storage) and the link's expiry (a time the worker can
+    write into the email). pdf_upload_url is not checked: it is no longer carried (the worker
+    asks user_svc for a fresh one when it runs the job), and EnqueueConversion clears it."""
+    require_email(args.user_email, "args.user_email")
+    for name in ("source_url", "pdf_download_url"):
+        require_url(getattr(args, name), f"args.{name}")
+    require_valid_times(args, "args.")

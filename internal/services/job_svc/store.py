@@ -1,6 +1,11 @@
-"""The jobs table's transitions (JobStore): enqueue once per idempotency key, start an
-attempt, complete, fail (retry or discard), cancel, retry by hand; each records its event.
-job_svc's RPCs read and write jobs through it, and so do the workers that run them."""
+"""The jobs table's transitions (JobStore), each recording its event: enqueue once per
+idempotency key; start an attempt; complete, fail (retry later or discard) or be given up by
+the queue; cancel and retry by hand. A job that ends (completed, discarded, cancelled)
+enqueues the report of its outcome, stamped with that event's sequence, in the same
+transaction; a worker's transitions start that report's first attempt at once, for the
+worker to make in the same thread. Transitions return the jobs that need a message sent
+(dispatch.py sends them once the transaction has committed) or, already executing, the
+reports to run. job_svc's RPCs and its workers both use it."""
 
 from __future__ import annotations
 
@@ -11,59 +16,97 @@ from collections.abc import Iterable
 
 import peewee
 from mcsv.twirp import ErrorCode, TwirpError
-from mcsv.v1 import job_pb2
+from mcsv.v1 import common_pb2, job_pb2
 
 from internal import config
 from internal.data import create_tables, insert_once, locked, open_database, write_transaction
 from internal.services.common.errors import found
+from internal.services.job_svc import outcomes
 from internal.services.job_svc.models import (
     FINAL_STATES,
+    MIGRATIONS,
     MODELS,
     NAME,
+    REPORT,
     ArgsT,
     JobEventRow,
     JobKind,
     JobRow,
 )
+from internal.services.job_svc.policy import Decision, RetryPolicy
+
+WAITING = (job_pb2.JOB_STATE_AVAILABLE, job_pb2.JOB_STATE_RETRYABLE)
 
 
 class JobStore:
-    """The jobs table and its transitions; each transition records its event."""
+    """The jobs table and its transitions; `policy` sets each job's retry horizon."""
 
-    def __init__(self, database: peewee.Database, max_attempts: int) -> None:
+    def __init__(self, database: peewee.Database, policy: RetryPolicy) -> None:
         self.database = database
-        self.max_attempts = max_attempts
+        self.policy = policy
+
+    # -- enqueueing ---------------------------------------------------------------------
 
     def enqueue(
         self, kind: JobKind[ArgsT], args: ArgsT, idempotency_key: str
     ) -> tuple[JobRow, bool]:
-        """The job for this key: created (True) or the one enqueued before (False)."""
-        now = time.time()
+        """The job for this key: created (True; send it) or the one enqueued before (False:
+        whatever its state, it is not sent again)."""
         with self.database.connection_context(), write_transaction(self.database):
-            job, created = insert_once(
-                JobRow,
-                JobRow.idempotency_key,
-                id=uuid.uuid4().hex,
-                idempotency_key=idempotency_key,
-                queue=kind.queue,
-                actor=kind.actor,
-                state=job_pb2.JOB_STATE_AVAILABLE,
-                max_attempts=self.max_attempts,
-                args=args.SerializeToString(),
-                inserted_at=now,
-                scheduled_at=now,
-            )
-            if created:
-                self._event(job, job_pb2.JOB_EVENT_TYPE_ENQUEUED, now)
-        return job, created
+            return self._insert(kind, args.SerializeToString(), idempotency_key, time.time())
 
-    def start(self, job_id: str, worker: str) -> JobRow | None:
-        """Marks a delivery of the job as a new attempt; None when it must not run (finished
-        or cancelled, e.g. a message delivered again after the job completed)."""
+    def mark_sent(self, job_id: str, dispatch: int) -> None:
+        """The message numbered `dispatch` is on the queue (unless a newer one replaced it)."""
+        with self.database.connection_context():
+            JobRow.update(sent=True).where(
+                (JobRow.id == job_id) & (JobRow.dispatch == dispatch)
+            ).execute()
+
+    def claim_unsent(self, before: float, stuck_before: float, limit: int = 100) -> list[JobRow]:
+        """Jobs that have no message and need one, each given a new dispatch number to send
+        (any message of theirs that is on the queue after all will then run nothing):
+        waiting ones whose message was not known to be sent by `before` (its sender died,
+        or the broker refused it), and reports whose first attempt, made by the worker that
+        finished their job (they never had a message), started before `stuck_before` and has
+        not ended (that worker died)."""
+        now = time.time()
+        unsent = JobRow.sent == False  # noqa: E712  (peewee builds SQL from it)
+        stuck_report = (
+            (JobRow.actor == REPORT.actor)
+            & (JobRow.state == job_pb2.JOB_STATE_EXECUTING)
+            & (JobRow.attempted_at < stuck_before)
+        )
+        with self.database.connection_context(), write_transaction(self.database):
+            rows = list(
+                locked(
+                    JobRow.select()
+                    .where(
+                        unsent
+                        & (
+                            ((JobRow.dispatched_at < before) & JobRow.state.in_(WAITING))
+                            | stuck_report
+                        )
+                    )
+                    .order_by(JobRow.dispatched_at)
+                    .limit(limit)
+                )
+            )
+            for job in rows:
+                self._redispatch(job, now)
+                job.save()
+        return rows
+
+    # -- attempts -----------------------------------------------------------------------
+
+    def start(self, job_id: str, dispatch: int, worker: str) -> JobRow | None:
+        """Starts an attempt for the message numbered `dispatch`; None when that message must
+        not run the job: it has finished (or was cancelled), or a newer message replaced this
+        one. A job already executing starts again for the same message: its worker died and
+        the queue delivered the message again."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
             job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
-            if job is None or job.state in FINAL_STATES:
+            if job is None or job.state in FINAL_STATES or job.dispatch != dispatch:
                 return None
             job.state, job.attempt, job.attempted_at, job.worker = (
                 job_pb2.JOB_STATE_EXECUTING, job.attempt + 1, now, worker
@@ -72,50 +115,75 @@ class JobStore:
             self._event(job, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=worker)
         return job
 
-    def complete(self, job: JobRow) -> None:
-        self._finish(job, job_pb2.JOB_STATE_COMPLETED, job_pb2.JOB_EVENT_TYPE_COMPLETED)
-
-    def fail(self, job: JobRow, error: str, retry_in: float | None) -> None:
-        """Records a failed attempt: retryable (retry_in seconds from now) or, with None,
-        discarded for good."""
+    def complete(self, job: JobRow, report: job_pb2.ReportJobArgs | None) -> list[JobRow]:
+        """The attempt succeeded: the job is completed (even if it was cancelled while the
+        attempt ran: the work is done) and `report` enqueued, its first attempt started by
+        the job's worker. Returns that report, to run."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
             fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
-            errors = json.loads(fresh.errors)
-            errors.append({"attempt": fresh.attempt, "message": error, "failed_at": now})
-            fresh.errors = json.dumps(errors)
-            self._event(
-                fresh, job_pb2.JOB_EVENT_TYPE_FAILED, now, message=error, worker=fresh.worker
-            )
-            if fresh.state == job_pb2.JOB_STATE_CANCELLED:
-                pass  # cancelled while running: stays cancelled, is not retried
-            elif retry_in is None:
-                fresh.state, fresh.finished_at = job_pb2.JOB_STATE_DISCARDED, now
-                self._event(fresh, job_pb2.JOB_EVENT_TYPE_DISCARDED, now, message=error)
-            else:
-                fresh.state, fresh.scheduled_at = job_pb2.JOB_STATE_RETRYABLE, now + retry_in
-                self._event(
-                    fresh,
-                    job_pb2.JOB_EVENT_TYPE_RETRY_SCHEDULED,
-                    now,
-                    message=f"in {retry_in:.1f}s",
-                )
+            if fresh.state == job_pb2.JOB_STATE_COMPLETED:
+                return []  # a second run of the same message finished first
+            self._end(fresh, job_pb2.JOB_STATE_COMPLETED, now)
             fresh.save()
+            version = self._event(fresh, job_pb2.JOB_EVENT_TYPE_COMPLETED, now, worker=job.worker)
+            return self._report(fresh, report, version, now, run_by=job.worker)
 
-    def discard(self, job_id: str, reason: str) -> JobRow | None:
-        """Discards a job that the queue gave up on (see worker.Jobs.given_up); None when
-        there is no such job or it had finished already."""
+    def fail(self, job: JobRow, error: str, decision: Decision) -> list[JobRow]:
+        """The attempt failed: the job waits for its next attempt (the policy's delay; it is
+        returned, to send) or is discarded and its failure reported (the report returned, to
+        run, as complete's). A job cancelled, or run by a newer message, meanwhile is left as
+        it is."""
+        now = time.time()
+        with self.database.connection_context(), write_transaction(self.database):
+            fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
+            self._record_error(fresh, error, now)
+            self._event(fresh, job_pb2.JOB_EVENT_TYPE_FAILED, now, message=error, worker=job.worker)
+            if fresh.state != job_pb2.JOB_STATE_EXECUTING or fresh.dispatch != job.dispatch:
+                fresh.save()
+                return []
+            if decision.retry_in is None:
+                self._end(fresh, job_pb2.JOB_STATE_DISCARDED, now)
+                fresh.save()
+                version = self._event(
+                    fresh, job_pb2.JOB_EVENT_TYPE_DISCARDED, now, message=decision.reason
+                )
+                report = outcomes.ended(fresh, common_pb2.OUTCOME_FAILED, error)
+                return self._report(fresh, report, version, now, run_by=job.worker)
+            fresh.state, fresh.scheduled_at = job_pb2.JOB_STATE_RETRYABLE, now + decision.retry_in
+            self._redispatch(fresh, now)
+            fresh.save()
+            self._event(
+                fresh, job_pb2.JOB_EVENT_TYPE_RETRY_SCHEDULED, now,
+                message=f"in {decision.retry_in:.1f}s",
+            )  # fmt: skip
+        return [fresh]
+
+    def give_up(
+        self, job_id: str, dispatch: int, reason: str, worker: str
+    ) -> tuple[JobRow | None, list[JobRow]]:
+        """The queue gave up the message numbered `dispatch` (see worker.Jobs.given_up): its
+        job is discarded and its failure reported (the report's first attempt started by
+        `worker`), unless the job had finished or a newer message replaced that one. Returns
+        the job (None when nothing changed) and the report to run."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
             job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
-            if job is None or job.state in FINAL_STATES:
-                return None
-            job.state, job.finished_at = job_pb2.JOB_STATE_DISCARDED, now
+            if job is None or job.state in FINAL_STATES or job.dispatch != dispatch:
+                return None, []
+            message = f"given up by the job queue: {reason}"
+            self._record_error(job, message, now)
+            self._end(job, job_pb2.JOB_STATE_DISCARDED, now)
             job.save()
-            self._event(job, job_pb2.JOB_EVENT_TYPE_DISCARDED, now, message=reason)
-        return job
+            version = self._event(job, job_pb2.JOB_EVENT_TYPE_DISCARDED, now, message=message)
+            report = outcomes.ended(job, common_pb2.OUTCOME_FAILED, message)
+            return job, self._report(job, report, version, now, run_by=worker)
 
-    def cancel(self, job_id: str, reason: str) -> JobRow:
+    # -- by hand --------------------------------------------------------------------------
+
+    def cancel(self, job_id: str, reason: str) -> tuple[JobRow, list[JobRow]]:
+        """Cancels a job that has not finished and reports it cancelled. Returns the job and
+        the report, to send."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
             job = self._get(job_id)
@@ -124,12 +192,15 @@ class JobStore:
                     ErrorCode.FAILED_PRECONDITION,
                     f"job {job_id} is {job_pb2.JobState.Name(job.state)} and cannot be cancelled",
                 )
-            job.state, job.finished_at = job_pb2.JOB_STATE_CANCELLED, now
+            self._end(job, job_pb2.JOB_STATE_CANCELLED, now)
             job.save()
-            self._event(job, job_pb2.JOB_EVENT_TYPE_CANCELLED, now, message=reason)
-        return job
+            version = self._event(job, job_pb2.JOB_EVENT_TYPE_CANCELLED, now, message=reason)
+            report = outcomes.ended(job, common_pb2.OUTCOME_CANCELLED, reason)
+            return job, self._report(job, report, version, now)
 
     def retry(self, job_id: str) -> JobRow:
+        """Makes a discarded or cancelled job available again, with a fresh retry horizon and
+        a new dispatch number. Returns it, to send."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
             job = self._get(job_id)
@@ -142,9 +213,13 @@ class JobStore:
             job.state, job.attempt, job.scheduled_at, job.finished_at = (
                 job_pb2.JOB_STATE_AVAILABLE, 0, now, None
             )  # fmt: skip
+            job.retry_until = self.policy.retry_until(now)
+            self._redispatch(job, now)
             job.save()
             self._event(job, job_pb2.JOB_EVENT_TYPE_RETRIED, now)
         return job
+
+    # -- reading --------------------------------------------------------------------------
 
     def get(self, job_id: str) -> tuple[JobRow, list[JobEventRow]]:
         with self.database.connection_context():
@@ -186,39 +261,96 @@ class JobStore:
                 setattr(stats, field, getattr(stats, field) + count)
         return [by_queue[name] for name in sorted(by_queue)]
 
+    # -- helpers (inside a write transaction) -----------------------------------------------
+
+    def _insert(
+        self, kind: JobKind[ArgsT], args: bytes, idempotency_key: str, now: float
+    ) -> tuple[JobRow, bool]:
+        job, created = insert_once(
+            JobRow,
+            JobRow.idempotency_key,
+            id=uuid.uuid4().hex,
+            idempotency_key=idempotency_key,
+            queue=kind.queue,
+            actor=kind.actor,
+            state=job_pb2.JOB_STATE_AVAILABLE,
+            args=args,
+            inserted_at=now,
+            scheduled_at=now,
+            retry_until=self.policy.retry_until(now),
+            dispatch=1,
+            sent=False,
+            dispatched_at=now,
+        )
+        if created:
+            self._event(job, job_pb2.JOB_EVENT_TYPE_ENQUEUED, now)
+        return job, created
+
+    def _report(
+        self,
+        job: JobRow,
+        report: job_pb2.ReportJobArgs | None,
+        version: int,
+        now: float,
+        run_by: str = "",
+    ) -> list[JobRow]:
+        """Enqueues the report of `job`'s outcome decided by its event number `version`; with
+        `run_by`, its first attempt is started by that worker, which makes it right away and
+        sends no message (unless the attempt fails)."""
+        if report is None:
+            return []
+        stamped = outcomes.stamped(report, version, now).SerializeToString()
+        reporter, created = self._insert(REPORT, stamped, outcomes.report_key(job, version), now)
+        if not created:
+            return []
+        if run_by:
+            reporter.state, reporter.attempt, reporter.attempted_at, reporter.worker = (
+                job_pb2.JOB_STATE_EXECUTING, 1, now, run_by
+            )  # fmt: skip
+            reporter.save()
+            self._event(reporter, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=run_by)
+        return [reporter]
+
+    def _end(self, job: JobRow, state: int, now: float) -> None:
+        """A final state: the job owes no message any more (nor does resend_unsent look)."""
+        job.state, job.finished_at, job.sent = state, now, True
+
+    def _redispatch(self, job: JobRow, now: float) -> None:
+        """A new message number: only the message sent with it may run the job."""
+        job.dispatch, job.sent, job.dispatched_at = job.dispatch + 1, False, now
+
+    def _record_error(self, job: JobRow, error: str, now: float) -> None:
+        errors = json.loads(job.errors)
+        errors.append({"attempt": job.attempt, "message": error, "failed_at": now})
+        job.errors = json.dumps(errors)
+
     def _get(self, job_id: str) -> JobRow:
         job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
         return found(job, "job", job_id)
 
-    def _finish(self, job: JobRow, state: int, event: int) -> None:
-        now = time.time()
-        with self.database.connection_context(), write_transaction(self.database):
-            fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
-            if fresh.state != job_pb2.JOB_STATE_CANCELLED:
-                fresh.state, fresh.finished_at = state, now
-                fresh.save()
-            self._event(fresh, event, now, worker=fresh.worker)
-
     def _event(
         self, job: JobRow, type_: int, at: float, *, message: str = "", worker: str = ""
-    ) -> None:
+    ) -> int:
+        """Appends an event to the job's history; returns its sequence."""
         last = (
             JobEventRow.select(peewee.fn.MAX(JobEventRow.sequence))
             .where(JobEventRow.job_id == job.id)
             .scalar()
         )
+        sequence = (last or 0) + 1
         JobEventRow.create(
             job_id=job.id,
-            sequence=(last or 0) + 1,
+            sequence=sequence,
             type=type_,
             occurred_at=at,
             attempt=job.attempt,
             message=message,
             worker=worker,
         )
+        return sequence
 
 
 def open_jobs(settings: config.Settings) -> JobStore:
     database = open_database(settings.database_url_for(NAME))
-    create_tables(database, MODELS, service=NAME)
-    return JobStore(database, max_attempts=settings.job_max_retries + 1)
+    create_tables(database, MODELS, service=NAME, migrations=MIGRATIONS)
+    return JobStore(database, RetryPolicy.from_settings(settings))

@@ -1,14 +1,17 @@
-"""job_svc's workers: the Dramatiq actors that run email and conversion jobs (see handlers.py
-for what each does), and the worker process.
+"""job_svc's workers: the Dramatiq actors that run jobs (see handlers.py for what each kind
+does), and the worker process.
 
-A delivery of a job's message is one attempt (JobStore.start); its args are read from the row
-once per attempt. A transient failure re-raises so that Dramatiq's Retries middleware (the
-retry policy of the settings, set on the broker) delivers it again after an exponential
-backoff; a permanent one (bad input) or the last attempt discards the job and reports the
-failed outcome to user_svc, so that the client hears about every workflow. When the queue
-itself gives a message up (retries spent, a worker dying on it each time, an attempt cut
-short by the time limit), DiscardHook tells Jobs.given_up, which does the same. Every side
-effect is idempotent, so a message delivered twice does no harm.
+A delivered message (job id, dispatch number) is one attempt, if the store lets it start
+(JobStore.start: the job is still to run and the message is its current one). When the
+attempt fails the retry policy (policy.py) decides: the store records the decision, and the
+worker sends the job's next message itself, delayed by the backoff, or discards the job; a
+job that ends (completed, discarded) enqueues the report of its outcome as a job of its own,
+whose first attempt the worker makes right away, in the same thread (one RPC, no message);
+should it fail, the report is retried like any job. So nothing waits inside a worker thread,
+and the queue keeps no retry state: the broker has no Retries middleware. When the queue
+itself gives a message up (the SQLite broker's delivery cap, an age limit), DiscardHook tells
+Jobs.given_up, which discards the job and reports it. Every side effect is idempotent, so a
+message delivered twice does no harm.
 """
 
 from __future__ import annotations
@@ -24,158 +27,161 @@ from typing import Any
 
 import dramatiq
 import prometheus_client
-from mcsv.twirp import ErrorCode, TwirpError
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+from mcsv.v1 import job_pb2
 
 from internal import config, observability
 from internal.observability import metrics
 from internal.peers import SyncPeers
-from internal.queue import (
-    Discarded,
-    DiscardHook,
-    default_middleware,
-    open_broker,
-    retries_middleware,
-)
+from internal.queue import Discarded, DiscardHook, default_middleware, open_broker
+from internal.services.job_svc.dispatch import Dispatcher
 from internal.services.job_svc.handlers import JobHandler, Peers, job_handlers
 from internal.services.job_svc.models import JobRow
+from internal.services.job_svc.policy import RetryPolicy, attempt_time_limit, describe
 from internal.services.job_svc.store import JobStore, open_jobs
 
 log = logging.getLogger(__name__)
-
-# Errors that another attempt cannot fix: the input itself is wrong.
-PERMANENT = {
-    ErrorCode.INVALID_ARGUMENT,
-    ErrorCode.MALFORMED,
-    ErrorCode.NOT_FOUND,
-    ErrorCode.FAILED_PRECONDITION,
-    ErrorCode.OUT_OF_RANGE,
-    ErrorCode.PERMISSION_DENIED,
-    ErrorCode.UNIMPLEMENTED,
-}
-NOTIFY_ATTEMPTS = 5
 
 
 def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, TwirpError):
-        return f"{exc.code.value}: {exc.msg}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def backoff_seconds(attempt: int, settings: config.Settings) -> float:
-    """When Dramatiq's Retries middleware will deliver again (without its jitter)."""
-    delay_ms = settings.job_min_backoff_ms * 2.0 ** max(attempt - 1, 0)
-    return min(delay_ms, settings.job_max_backoff_ms) / 1000
-
-
 class Jobs:
-    """The attempts' bookkeeping around the handlers: the store's transitions, the metrics,
-    retry or discard, and reporting a discarded job."""
+    """The attempts' bookkeeping around the handlers: the store's transitions, the retry
+    policy's decisions, the messages they need sent, and the metrics."""
 
     def __init__(
-        self, store: JobStore, handlers: dict[str, JobHandler[Any]], settings: config.Settings
+        self,
+        store: JobStore,
+        handlers: dict[str, JobHandler[Any]],
+        policy: RetryPolicy,
     ) -> None:
-        self.store, self.handlers, self.settings = store, handlers, settings
+        self.store, self.handlers, self.policy = store, handlers, policy
+        self.dispatcher: Dispatcher | None = None  # set once the broker exists
 
-    def run(self, job_id: str, handler: JobHandler[Any]) -> None:
+    def run(self, job_id: str, dispatch: int, handler: JobHandler[Any]) -> None:
+        """One delivery of a job's message."""
         observability.tag(job_id=job_id)
-        job = self.store.start(job_id, this_worker())
+        try:
+            self._attempt(job_id, dispatch, handler)
+        except Exception:
+            # The jobs table could not be read or written: the same message comes back later
+            # and the attempt is made (or its outcome recorded) again.
+            delay = self.policy.backoff(1)
+            log.exception("job %s: bookkeeping failed; delivering again in %.1fs", job_id, delay)
+            self._dispatcher().send_again(handler.kind.actor, job_id, dispatch, round(delay * 1000))
+
+    def _attempt(self, job_id: str, dispatch: int, handler: JobHandler[Any]) -> None:
+        job = self.store.start(job_id, dispatch, this_worker())
         if job is None:
-            log.info("job %s is finished or cancelled; delivery skipped", job_id)
+            log.info("job %s: message %d is not the job's to run; skipped", job_id, dispatch)
             return
+        self._run_started(job, handler)
+
+    def _run_started(self, job: JobRow, handler: JobHandler[Any]) -> None:
+        """Makes the attempt the store has started, and records how it went."""
         args = handler.kind.parse_args(job.args)
         labels = (job.queue, job.actor)
         metrics.JOBS_STARTED.labels(*labels).inc()
         started = time.perf_counter()
         try:
-            handler.work(job, args)
-        except Exception as exc:
-            permanent = isinstance(exc, TwirpError) and exc.code in PERMANENT
-            final = permanent or job.attempt >= job.max_attempts
-            error = describe(exc)
-            retry_in = None if final else backoff_seconds(job.attempt, self.settings)
-            self.store.fail(job, error, retry_in)
+            report = handler.work(job, args)
+        except (Exception, TimeLimitExceeded) as exc:
             metrics.JOBS_FAILED.labels(*labels).inc()
             metrics.JOB_DURATION.labels(*labels, "failed").observe(time.perf_counter() - started)
-            if not final:
-                metrics.JOBS_RETRIED.labels(*labels).inc()
-                log.warning("job %s attempt %d failed, retrying: %s", job.id, job.attempt, error)
-                raise  # Dramatiq's Retries middleware delivers it again after a backoff
-            metrics.JOBS_DISCARDED.labels(*labels).inc()
-            log.error("job %s discarded after attempt %d: %s", job.id, job.attempt, error)
-            self._report_failure(job, args, error, handler)
+            self._failed(job, exc)
             return
-        self.store.complete(job)
+        to_send = self.store.complete(job, report)
         metrics.JOBS_SUCCEEDED.labels(*labels).inc()
         metrics.JOB_DURATION.labels(*labels, "succeeded").observe(time.perf_counter() - started)
         log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
+        self._follow_up(to_send)
+
+    def _failed(self, job: JobRow, exc: BaseException) -> None:
+        error = describe(exc)
+        retry_until = job.retry_until or self.policy.retry_until(job.inserted_at)
+        decision = self.policy.decide(exc, job.attempt, time.time(), retry_until)
+        to_send = self.store.fail(job, error, decision)
+        labels = (job.queue, job.actor)
+        if decision.retry_in is not None:
+            metrics.JOBS_RETRIED.labels(*labels).inc()
+            log.warning("job %s attempt %d failed (%s): %s", job.id, job.attempt,
+                        decision.reason, error)  # fmt: skip
+        else:
+            metrics.JOBS_DISCARDED.labels(*labels).inc()
+            log.error("job %s discarded after attempt %d (%s): %s", job.id, job.attempt,
+                      decision.reason, error)  # fmt: skip
+        self._follow_up(to_send)
 
     def given_up(self, message: Discarded) -> None:
         """The queue gave a job's message up: the job is discarded and its failure reported,
-        unless it had finished."""
-        handler = self.handlers.get(message.actor_name)
-        if handler is None or len(message.args) != 1:
+        unless it had finished or the message was not its current one."""
+        if message.actor_name not in self.handlers or not message.args:
             log.error("the queue gave up message %s, not one of our jobs", message.message_id)
             return
         job_id = str(message.args[0])
+        dispatch = int(message.args[1]) if len(message.args) > 1 else 0
         observability.tag(job_id=job_id)
-        error = message.errors[-1] if message.errors else "no error recorded"
-        job = self.store.discard(job_id, f"given up by the job queue: {error}")
+        job, to_send = self.store.give_up(job_id, dispatch, message.reason, this_worker())
         if job is None:
             return
         metrics.JOBS_DISCARDED.labels(job.queue, job.actor).inc()
-        log.error("job %s given up by the job queue: %s", job.id, error)
-        self._report_failure(job, handler.kind.parse_args(job.args), error, handler)
+        log.error("job %s given up by the job queue: %s", job.id, message.reason)
+        self._follow_up(to_send)
 
-    def _report_failure(self, job: JobRow, args: Any, error: str, handler: JobHandler[Any]) -> None:
-        for attempt in range(1, NOTIFY_ATTEMPTS + 1):
-            try:
-                handler.report_failure(job, args, error)
-                return
-            except TwirpError as exc:
-                log.warning("reporting failed job %s (try %d): %s", job.id, attempt, exc)
-                if exc.code in PERMANENT:
-                    break  # e.g. a conversion user_svc no longer knows: asking again won't help
-                time.sleep(min(2**attempt, 30))
-        log.error("job %s: the failure could not be reported to user_svc", job.id)
+    def _follow_up(self, jobs: list[JobRow]) -> None:
+        """Sends the messages of the jobs a transition made due, and makes the attempts it
+        started here (a report, right after the job it reports on)."""
+        for job in jobs:
+            if job.state == job_pb2.JOB_STATE_EXECUTING:
+                observability.tag(job_id=job.id)
+                metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
+                self._run_started(job, self.handlers[job.actor])
+            else:
+                self._dispatcher().send_all([job])
+
+    def _dispatcher(self) -> Dispatcher:
+        if self.dispatcher is None:
+            raise RuntimeError("Jobs.dispatcher is set by open_worker_broker")
+        return self.dispatcher
 
 
 def open_worker_broker(settings: config.Settings, jobs: Jobs) -> dramatiq.Broker:
-    """The broker of BROKER_URL with the settings' retry policy, telling `jobs` of every
-    message it gives up, and the actors declared on it."""
+    """The broker of BROKER_URL, without Dramatiq's retries (the jobs' policy owns them),
+    telling `jobs` of every message it gives up, and the actors declared on it."""
     middleware = [
-        *default_middleware(
-            retries_middleware(
-                settings.job_max_retries, settings.job_min_backoff_ms, settings.job_max_backoff_ms
-            )
-        ),
+        *default_middleware(),
         DiscardHook(jobs.given_up),
         observability.TracingMiddleware(),
     ]
+    options: dict[str, Any] = {}
+    if settings.broker_url.startswith("sqlite:"):
+        options["max_deliveries"] = settings.job_max_deliveries or None
     broker = open_broker(
         settings.broker_url,
         middleware=middleware,
         visibility_timeout=settings.job_visibility_timeout_seconds,
+        **options,
     )
+    jobs.dispatcher = Dispatcher(jobs.store, broker, settings.rpc_timeout_seconds)
     # A conversion may legitimately take a while; Dramatiq's own limit is a backstop.
-    time_limit_ms = int((settings.imagemagick_timeout_seconds + 120) * 1000)
+    time_limit_ms = int(attempt_time_limit(settings) * 1000)
     for handler in jobs.handlers.values():
         declare = dramatiq.actor(
             actor_name=handler.kind.actor,
             queue_name=handler.kind.queue,
             broker=broker,
             time_limit=time_limit_ms,
+            priority=handler.kind.priority,
         )
         declare(_actor(jobs, handler))
     return broker
 
 
-def _actor(jobs: Jobs, handler: JobHandler[Any]) -> Callable[[str], None]:
-    def run(job_id: str) -> None:
-        jobs.run(job_id, handler)
+def _actor(jobs: Jobs, handler: JobHandler[Any]) -> Callable[..., None]:
+    def run(job_id: str, dispatch: int = 0) -> None:
+        jobs.run(job_id, dispatch, handler)
 
     return run
 
@@ -187,7 +193,8 @@ def run_worker(threads: int = 4) -> None:
     host, port = settings.worker_metrics_bind()
     prometheus_client.start_http_server(port, addr=host)
     peers = SyncPeers(settings, identity="job_svc")  # the workers act as job_svc
-    jobs = Jobs(open_jobs(settings), job_handlers(Peers.connect(peers)), settings)
+    jobs = Jobs(open_jobs(settings), job_handlers(Peers.connect(peers)),
+                RetryPolicy.from_settings(settings))  # fmt: skip
     broker = open_worker_broker(settings, jobs)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,6 +1,6 @@
 """user_svc's app: the UserService RPCs, its peers job_svc and client_svc, the outbox relay
-(running for the app's lifetime), and, with the file storage backend, the routes that serve
-its presigned URLs."""
+(running for the app's lifetime), the periodic sweep of expired uploads, and, with the file
+storage backend, the routes that serve its presigned URLs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from internal import config, storage
 from internal.peers import AsyncPeers
 from internal.services.common.app import service_app
+from internal.services.common.periodic import Periodic
 from internal.services.common.readiness import database_probe
 from internal.services.user_svc.models import NAME, UserRow, open_users
 from internal.services.user_svc.service import UserService
@@ -28,11 +29,16 @@ def create_app(settings: config.Settings) -> Starlette:
     service = UserService(database, store, jobs, client, settings)
 
     routes = (
-        storage.storage_routes(store, max_put_bytes=settings.max_upload_bytes * 4)
+        storage.storage_routes(
+            store,
+            max_put_bytes=settings.max_upload_bytes * 4,
+            body_timeout=settings.rpc_body_timeout_seconds,
+        )
         if isinstance(store, storage.LocalStorage)
         else []
     )
-    return service_app(
+    sweeper = Periodic("sweep-uploads", service.retention.sweep_interval(), service.sweep_uploads)
+    app = service_app(
         NAME,
         settings,
         [UserServiceServer(service=service)],
@@ -44,5 +50,7 @@ def create_app(settings: config.Settings) -> Starlette:
         # The upload RPC carries the image: room for it plus the rest of the message.
         max_body_bytes=settings.max_upload_bytes + 64 * 1024,
         on_startup=[service.relay.start],  # relays what an earlier process left pending
-        on_shutdown=[service.relay.stop, peers.aclose],
+        on_shutdown=[service.relay.stop, sweeper.closer(), peers.aclose],
     )
+    sweeper.start()
+    return app

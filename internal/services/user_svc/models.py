@@ -41,6 +41,10 @@ class ConversionRow(peewee.Model):
     # The client's key for the upload (ConvertImageRequest.idempotency_key), unique per user;
     # NULL when none was given (NULLs never clash in a unique index).
     idempotency_key = peewee.TextField(null=True)
+    # The version of the outcome recorded (ConversionReport.version): an older one is ignored.
+    report_version = peewee.BigIntegerField(default=0)
+    # A failed or cancelled conversion's upload is deleted then (None: kept, or gone already).
+    upload_kept_until = peewee.DoubleField(null=True, index=True)
 
     class Meta:
         table_name = "conversions"
@@ -60,7 +64,15 @@ def key_conversions(migrator: SchemaMigrator) -> None:
     migrator.add_index(table, ("user_id", "idempotency_key"), unique=True).run()
 
 
-MIGRATIONS = [key_conversions]
+def version_outcomes(migrator: SchemaMigrator) -> None:
+    """Migration 2: outcome versions, and the retention of failed conversions' uploads."""
+    table = ConversionRow._meta.table_name
+    migrator.add_column(table, "report_version", peewee.BigIntegerField(default=0)).run()
+    migrator.add_column(table, "upload_kept_until", peewee.DoubleField(null=True)).run()
+    migrator.add_index(table, ("upload_kept_until",)).run()
+
+
+MIGRATIONS = [key_conversions, version_outcomes]
 
 
 def open_users(database_url: str) -> peewee.Database:
@@ -90,4 +102,5 @@ def conversion_message(row: ConversionRow) -> user_pb2.Conversion:
         error=row.error,
         created_at=timestamp(row.created_at),
         finished_at=timestamp(row.finished_at),
+        upload_kept_until=timestamp(row.upload_kept_until),
     )

@@ -1,6 +1,7 @@
 """user_svc: the entry gateway. It creates users and enqueues their welcome email, accepts
 image uploads (the only RPC that carries image bytes), stores them and hands job_svc
-presigned URLs, and relays every workflow's outcome to client_svc.
+presigned URLs, and relays every workflow's outcome to client_svc: succeeded, failed or
+cancelled, the latest (highest version) winning.
 
 A user or a conversion is committed together with its job request in the outbox (outbox.py),
 which the relay (relay.py) sends to job_svc: at once, before the answer, when it can, or once
@@ -29,8 +30,11 @@ from internal.services.common.errors import (
     found,
     invalid_argument,
     not_found,
+    optional_url,
     require,
     require_email,
+    require_outcome,
+    require_valid_times,
 )
 from internal.services.common.times import now, timestamp
 from internal.services.user_svc import outbox
@@ -42,11 +46,18 @@ from internal.services.user_svc.models import (
 )
 from internal.services.user_svc.outbox import OutboxRow
 from internal.services.user_svc.relay import INLINE_LEASE, Delivery, Relay, trace_context
+from internal.services.user_svc.retention import UploadRetention
 
 log = logging.getLogger(__name__)
 
 # What a stored file may be called: the upload's name, reduced to safe characters.
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# A conversion's state after each outcome job_svc reports.
+STATE_AFTER = {
+    common_pb2.OUTCOME_SUCCEEDED: user_pb2.CONVERSION_STATE_SUCCEEDED,
+    common_pb2.OUTCOME_FAILED: user_pb2.CONVERSION_STATE_FAILED,
+    common_pb2.OUTCOME_CANCELLED: user_pb2.CONVERSION_STATE_CANCELLED,
+}
 
 
 class UserService:
@@ -72,6 +83,7 @@ class UserService:
             recorded=self._job_enqueued,
             report=self._job_refused,
         )
+        self.retention = UploadRetention(database, store, settings.failed_upload_retention_seconds)
 
     # Workflow 1
 
@@ -136,6 +148,8 @@ class UserService:
         delivery = request.delivery
         user_id = require(delivery.user_id, "delivery.user_id")
         job_id = require(delivery.job_id, "delivery.job_id")
+        require_outcome(delivery.outcome, "delivery.outcome")
+        require_valid_times(request)
         observability.tag(user_id=user_id, job_id=job_id)
         await self.client.receive_notification(
             client_pb2.ReceiveNotificationRequest(
@@ -294,15 +308,12 @@ class UserService:
             raise not_found("conversion", row.id)
         answer = user_pb2.GetConversionResponse(conversion=conversion_message(row))
         who = auth.caller(ctx)
-        if (
-            who == auth.Principal("service", "job_svc")
-            and row.state == user_pb2.CONVERSION_STATE_PENDING
-        ):
+        if who == auth.Principal("service", "job_svc") and may_convert(row):
             answer.pdf_upload_url = self._pdf_upload_url(row.id)
         return answer
 
     def _pdf_upload_url(self, conversion_id: str) -> str:
-        """A fresh, short-lived PUT URL for the PDF of a pending conversion, for the worker
+        """A fresh, short-lived PUT URL for the PDF of a conversion to convert, for the worker
         about to convert it. A PDF an earlier attempt left (it died before reporting) is
         removed first: PUT URLs are refused once their object exists."""
         key = pdf_key(conversion_id)
@@ -318,12 +329,14 @@ class UserService:
         self, ctx: Context, request: user_pb2.ConversionCompleteRequest
     ) -> user_pb2.ConversionCompleteResponse:
         report = request.report
-        row = await asyncio.to_thread(
-            self._conversion, require(report.conversion_id, "report.conversion_id")
-        )
+        conversion_id = require(report.conversion_id, "report.conversion_id")
+        require_outcome(report.outcome, "report.outcome")
+        optional_url(report.pdf_url, "report.pdf_url")
+        require_valid_times(request)
+        row = await asyncio.to_thread(self._conversion, conversion_id)
         observability.tag(user_id=row.user_id, conversion_id=row.id, job_id=report.job_id)
-        if report.outcome not in (common_pb2.OUTCOME_SUCCEEDED, common_pb2.OUTCOME_FAILED):
-            raise invalid_argument("report.outcome", "must be succeeded or failed")
+        if report.outcome not in STATE_AFTER:
+            raise invalid_argument("report.outcome", "must be succeeded, failed or cancelled")
         await asyncio.to_thread(self._finish, row, report)
         await self.client.receive_notification(
             client_pb2.ReceiveNotificationRequest(
@@ -333,20 +346,41 @@ class UserService:
         return user_pb2.ConversionCompleteResponse(conversion=conversion_message(row))
 
     def _finish(self, row: ConversionRow, report: common_pb2.ConversionReport) -> None:
-        """Records the outcome (again, harmlessly, for a repeated report) and removes the
-        uploaded original: the PDF is what is kept."""
+        """Records the outcome, unless one of a higher version is recorded (a repeated
+        report changes nothing). A succeeded conversion's original is removed, the PDF being
+        what is kept; a failed or cancelled one's is kept until its retention ends, for a
+        retry."""
         succeeded = report.outcome == common_pb2.OUTCOME_SUCCEEDED
-        if row.state == user_pb2.CONVERSION_STATE_SUCCEEDED and not succeeded:
-            return  # a late failure of a repeated attempt does not undo a finished PDF
-        row.state = (
-            user_pb2.CONVERSION_STATE_SUCCEEDED if succeeded else user_pb2.CONVERSION_STATE_FAILED
-        )
+        if report.version and report.version <= row.report_version:
+            return  # this outcome or a later one is recorded already
+        if not report.version and row.state == user_pb2.CONVERSION_STATE_SUCCEEDED:
+            return  # unversioned (an older sender): a finished PDF is not undone
+        now = time.time()
+        row.state = STATE_AFTER[report.outcome]
+        row.report_version = report.version
         row.pdf_url = report.pdf_url
         row.result = report.result.SerializeToString() if report.HasField("result") else None
         row.error = report.error
-        row.finished_at = row.finished_at or time.time()
+        row.finished_at = now
+        row.upload_kept_until = None if succeeded else now + self.retention.seconds
         self._save(row)
-        self.store.delete(row.source_key)
+        if succeeded:
+            self.store.delete(row.source_key)
+
+    def sweep_uploads(self) -> int:
+        """Deletes the uploads of failed and cancelled conversions whose retention ended."""
+        return self.retention.sweep()
+
+
+def may_convert(row: ConversionRow) -> bool:
+    """Whether a worker may (still) convert this conversion, and so get a PUT URL for its
+    PDF: while it is pending, or failed or cancelled with its upload still kept (a job
+    retried by hand, JobService.RetryJob); never once it succeeded (its PDF exists)."""
+    if row.state == user_pb2.CONVERSION_STATE_PENDING:
+        return True
+    if row.state in (user_pb2.CONVERSION_STATE_FAILED, user_pb2.CONVERSION_STATE_CANCELLED):
+        return row.upload_kept_until is not None and row.upload_kept_until > time.time()
+    return False
 
 
 def pdf_key(conversion_id: str) -> str:
