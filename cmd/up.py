@@ -10,6 +10,7 @@ import sys
 import threading
 
 from internal import registry
+from internal.auth.pages import login_url
 from internal.supervisor import ROOT, SupervisorError, System, read_env_file
 
 
@@ -44,7 +45,9 @@ def main() -> int:
     print("\nmcsv is up:")
     for service in registry.NAMES:
         print(f"  {service:<10} {settings.url(service)}  (Twirp at /twirp/..., /health, /ready)")
-    print(f"  mailbox    {settings.url('email_svc')}/mailbox")
+    mailbox = login_url(settings, f"{settings.url('email_svc')}/mailbox")
+    print(f"  mailbox    {mailbox}  (signs the browser in as the operator)")
+    print(f"  operator   OPERATOR_TOKEN in {settings.data_dir}/operator-token, unless set")
     print(f"  data       {settings.data_dir}")
     print("Ctrl-C stops everything.\n", flush=True)
 

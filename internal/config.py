@@ -38,6 +38,16 @@ class Settings:
     max_upload_bytes: int
     max_image_pixels: int
     presigned_url_ttl_seconds: int
+    # How long a presigned PUT (a conversion's PDF upload) is valid; GETs use the TTL above.
+    presigned_put_ttl_seconds: int
+    # Authentication (internal/auth): the HMAC key of the services' short-lived tokens, the
+    # HMAC key of the users' API tokens, and the operator's bearer token. Generated into the
+    # data directory on first start when unset, like the storage secret.
+    service_token_secret: str
+    user_token_secret: str
+    operator_token: str
+    service_token_ttl_seconds: int
+    user_token_ttl_seconds: int
     # A job's transient failures are retried, after a backoff doubling from the min to the
     # max (with jitter), until this long after it was enqueued (or retried by hand).
     job_retry_horizon_seconds: float
@@ -104,11 +114,20 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         storage_url=_str(env, "STORAGE_URL", f"file://{data_dir / 'storage'}"),
         storage_public_url=_str(env, "STORAGE_PUBLIC_URL", urls["user_svc"][0]),
         storage_secret=_str(env, "STORAGE_SECRET", "") or _persistent_secret(data_dir),
+        service_token_secret=_str(env, "SERVICE_TOKEN_SECRET", "")
+        or _persistent_secret(data_dir, "service-token-secret"),
+        user_token_secret=_str(env, "USER_TOKEN_SECRET", "")
+        or _persistent_secret(data_dir, "user-token-secret"),
+        operator_token=_str(env, "OPERATOR_TOKEN", "")
+        or _persistent_secret(data_dir, "operator-token"),
+        service_token_ttl_seconds=_int(env, "SERVICE_TOKEN_TTL_SECONDS", 300),
+        user_token_ttl_seconds=_int(env, "USER_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
         mail_url=_str(env, "MAIL_URL", "mailbox:"),
         mail_from=_str(env, "MAIL_FROM", "mcsv <no-reply@mcsv.local>"),
         max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
         max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000),
         presigned_url_ttl_seconds=_int(env, "PRESIGNED_URL_TTL_SECONDS", 24 * 3600),
+        presigned_put_ttl_seconds=_int(env, "PRESIGNED_PUT_TTL_SECONDS", 900),
         job_retry_horizon_seconds=_float(env, "JOB_RETRY_HORIZON_SECONDS", 3600.0),
         job_min_backoff_ms=_int(env, "JOB_MIN_BACKOFF_MS", 500),
         job_max_backoff_ms=_int(env, "JOB_MAX_BACKOFF_MS", 60_000),
@@ -174,10 +193,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _persistent_secret(data_dir: Path) -> str:
-    """A signing secret kept in the data directory, so that presigned URLs survive restarts
-    and every local process agrees on it without configuration."""
-    path = data_dir / "storage-secret"
+def _persistent_secret(data_dir: Path, name: str = "storage-secret") -> str:
+    """A secret kept in the data directory (data_dir/name), so that presigned URLs and tokens
+    survive restarts and every local process agrees on it without configuration."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         candidate = path.with_suffix(f".{os.getpid()}.tmp")

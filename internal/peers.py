@@ -2,12 +2,15 @@
 client (sync or async) of one service whose HTTP client spreads its calls over that service's
 replicas (internal.rpc.balance) and traces and measures each call (internal.observability):
 
-    with SyncPeers(settings) as peers:
+    with SyncPeers(settings, identity="job_svc") as peers:
         users = peers.client(UserServiceClient)
         users.get_user(user_pb2.GetUserRequest(id=user_id))
 
 The generated clients leave an HTTP client they were handed open, so the peers keep the ones
-they made and close them together (close()/aclose(), or the with blocks)."""
+they made and close them together (close()/aclose(), or the with blocks).
+
+Every call carries the credential of `identity` (internal.auth.credentials): a service name
+sends a fresh service token per call, "operator" sends OPERATOR_TOKEN."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from mcsv.v1.job_twirp import AsyncJobServiceClient, JobServiceClient
 from mcsv.v1.user_twirp import AsyncUserServiceClient, UserServiceClient
 
 from internal import config
+from internal.auth.credentials import credentials_for
 from internal.observability import TracingSyncTransport, TracingTransport
 from internal.rpc.balance import BalancedSyncTransport, BalancedTransport, Replicas
 
@@ -68,8 +72,10 @@ def sync_http_client(replicas: Sequence[str] = (), timeout: float | None = None)
 class SyncPeers:
     """Blocking peers from the settings: client() gives a service's generated client."""
 
-    def __init__(self, settings: config.Settings) -> None:
+    def __init__(self, settings: config.Settings, *, identity: str) -> None:
         self.settings = settings
+        self.identity = identity
+        self._credentials = credentials_for(settings, identity)
         self._http: list[httpx.Client] = []
 
     def client(
@@ -84,6 +90,7 @@ class SyncPeers:
             self.settings.url(service),
             timeout=timeout or self.settings.rpc_timeout_seconds,
             http_client=http,
+            credentials=self._credentials(service),
         )
 
     def close(self) -> None:
@@ -106,8 +113,10 @@ class SyncPeers:
 class AsyncPeers:
     """asyncio peers from the settings: client() gives a service's generated client."""
 
-    def __init__(self, settings: config.Settings) -> None:
+    def __init__(self, settings: config.Settings, *, identity: str) -> None:
         self.settings = settings
+        self.identity = identity
+        self._credentials = credentials_for(settings, identity)
         self._http: list[httpx.AsyncClient] = []
 
     def client(
@@ -122,6 +131,7 @@ class AsyncPeers:
             self.settings.url(service),
             timeout=timeout or self.settings.rpc_timeout_seconds,
             http_client=http,
+            credentials=self._credentials(service),
         )
 
     async def aclose(self) -> None:

@@ -50,6 +50,7 @@ from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 
 from internal import registry
+from internal.auth import OPERATOR
 from internal.peers import SyncPeers
 from internal.supervisor import SupervisorError, System, running
 from tests.e2e.backends import BACKENDS, backend_env
@@ -286,7 +287,7 @@ class Progress:
     last figure stands."""
 
     def __init__(self, system: System, expected: int) -> None:
-        self.peers = SyncPeers(system.settings)
+        self.peers = SyncPeers(system.settings, identity=OPERATOR)  # admin reads
         self.jobs = self.peers.client(JobServiceClient, timeout=2)
         self.notifications = self.peers.client(ClientServiceClient, timeout=2)
         self.expected = max(1, expected)
@@ -342,7 +343,7 @@ def _read_load(stdout: str, options: Options, report: Report, out: IO[str]) -> N
 
 def _account(system: System, options: Options, report: Report, out: IO[str]) -> None:
     """Emails, notifications and jobs, through the services' own RPCs."""
-    with SyncPeers(system.settings) as peers:
+    with SyncPeers(system.settings, identity=OPERATOR) as peers:  # admin reads
         jobs = peers.client(JobServiceClient)
         _settle(system, jobs, options.settle_seconds)
         emails = _all_emails(peers.client(EmailServiceClient))

@@ -23,6 +23,10 @@ class StorageError(Exception):
     """A storage operation failed, or was asked for with bad input; the message says which."""
 
 
+class ObjectExists(StorageError):
+    """A write that must create an object found one there (a presigned PUT used again)."""
+
+
 class ObjectNotFound(StorageError):
     """The object asked for does not exist."""
 

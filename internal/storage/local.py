@@ -23,6 +23,7 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from internal.storage.base import (
+    ObjectExists,
     ObjectNotFound,
     StorageError,
     normalize_content_type,
@@ -144,7 +145,9 @@ class LocalStorage:
         """An upload to write in pieces; nothing is visible until it is committed."""
         return Upload(self)
 
-    def _commit(self, data_file: Path, key: str, content_type: str) -> None:
+    def _commit(
+        self, data_file: Path, key: str, content_type: str, exclusive: bool = False
+    ) -> None:
         """Makes a complete temporary file the object `key`."""
         validate_key(key)
         content_type = normalize_content_type(content_type)
@@ -155,7 +158,12 @@ class LocalStorage:
                 self._install(meta_file, self._meta / key)
             finally:
                 meta_file.unlink(missing_ok=True)
-            self._install(data_file, self._objects / key)
+            if exclusive:
+                self._install_new(data_file, self._objects / key)
+            else:
+                self._install(data_file, self._objects / key)
+        except ObjectExists:
+            raise
         except OSError as error:
             raise StorageError(f"cannot store {key!r}: {error}") from error
 
@@ -163,6 +171,14 @@ class LocalStorage:
         expires_at = int(time.time() + expires_in.total_seconds())
         query = self._signer.query(method, key, expires_at, content_type)
         return f"{self._public_url}{storage_path(key)}?{query}"
+
+    def _install_new(self, source: Path, target: Path) -> None:
+        """Links a complete temporary file at `target`; ObjectExists if something is there."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            raise ObjectExists(f"object {target.name!r} exists") from None
 
     def _install(self, source: Path, target: Path) -> None:
         """Atomically moves a complete temporary file to `target`."""
@@ -203,8 +219,9 @@ class Upload:
             ) from error
         self.size += len(chunk)
 
-    def commit(self, key: str, content_type: str) -> None:
-        """Makes what was written the object `key`, replacing any object there."""
+    def commit(self, key: str, content_type: str, *, exclusive: bool = False) -> None:
+        """Makes what was written the object `key`, replacing any object there; with
+        `exclusive`, ObjectExists if there is one (atomically: of two, one wins)."""
         try:
             try:
                 self._file.flush()
@@ -212,7 +229,7 @@ class Upload:
             except OSError as error:
                 raise StorageError(f"cannot store {key!r}: {error}") from error
             self._file.close()
-            self._storage._commit(self._path, key, content_type)
+            self._storage._commit(self._path, key, content_type, exclusive)
         finally:
             self.discard()
 

@@ -1,11 +1,13 @@
 """HTTP routes that serve LocalStorage's presigned URLs: GET streams an object out, PUT streams one
-in. Refusals are plain text: 400 bad key, 403 bad or expired URL, 404 no such object, 413 too
+in, once: a PUT is refused when its object exists. Refusals are plain text: 400 bad key, 403
+bad or expired URL, 404 no such object, 409 the object exists (a PUT URL used again), 413 too
 large, 408 a PUT body that stopped arriving (nothing for `body_timeout` seconds). A 413 or 408
 leaves the rest of the body unread, so it closes the connection (Connection: close): a client
 still sending learns at once that nothing more is read, and a stalled one cannot hold it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import BinaryIO
@@ -16,7 +18,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from internal.storage.base import ObjectNotFound, StorageError, validate_key
+from internal.storage.base import ObjectExists, ObjectNotFound, StorageError, validate_key
 from internal.storage.local import LocalStorage, StoredObject
 from internal.storage.signing import URLRefused
 
@@ -58,6 +60,8 @@ class _StorageEndpoint:
         except URLRefused as error:
             return _refuse(403, str(error))
         if method == "PUT":
+            if await anyio.to_thread.run_sync(self._storage.exists, key):
+                return _refuse(409, "the object exists: a presigned PUT URL is used once")
             return await self._receive(request, key, content_type)
         return await self._send(request, key)
 
@@ -90,9 +94,13 @@ class _StorageEndpoint:
                     if upload.size + len(chunk) > self._max_put_bytes:
                         return too_large
                     await anyio.to_thread.run_sync(upload.write, chunk)
-                await anyio.to_thread.run_sync(upload.commit, key, content_type)
+                await anyio.to_thread.run_sync(
+                    functools.partial(upload.commit, key, content_type, exclusive=True)
+                )
             finally:
                 await anyio.to_thread.run_sync(upload.discard)
+        except ObjectExists:  # another PUT of the same URL finished first
+            return _refuse(409, "the object exists: a presigned PUT URL is used once")
         except TimeoutError:
             return _refuse(
                 408,

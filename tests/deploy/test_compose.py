@@ -110,10 +110,21 @@ def test_every_setting_compose_gives_our_services_is_one_they_read() -> None:
         assert unknown == set(), f"{name} is given settings .env.example does not document"
 
 
-def test_our_services_publish_their_ports_and_check_readiness_with_python() -> None:
+# Published to the host: the public service and the operator's pages (email_svc /mailbox).
+PUBLISHED = {"user_svc", "email_svc"}
+
+
+def test_only_the_public_service_and_the_operator_pages_are_published() -> None:
     for service in registry.SERVICES:
         port = service.default_port
-        assert files.services()[service.name]["ports"] == [f"127.0.0.1:{port}:{port}"]
+        published = files.services()[service.name].get("ports")
+        if service.name in PUBLISHED:
+            assert published == [f"127.0.0.1:{port}:{port}"], service.name
+        else:
+            assert published is None, f"{service.name} is internal and must not be published"
+
+
+def test_our_services_check_readiness_with_python() -> None:
     for name in files.APP_SERVICES:
         test = files.services()[name]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"], name  # the slim image has no curl or wget

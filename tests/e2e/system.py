@@ -18,6 +18,7 @@ from mcsv.v1.client_twirp import ClientServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 
 from internal import config, registry
+from internal.auth import OPERATOR, tokens
 from internal.peers import SyncPeers
 from internal.supervisor import System, running
 from tests.support.servers import free_port, free_ports_in_a_row
@@ -63,10 +64,19 @@ def whole_system(
 
 
 @contextmanager
-def peer(settings: config.Settings, client_type: type[ClientT]) -> Iterator[ClientT]:
-    """A typed client of one service, built as the services build theirs (internal.peers)."""
-    with SyncPeers(settings) as peers:
+def peer(
+    settings: config.Settings, client_type: type[ClientT], identity: str = OPERATOR
+) -> Iterator[ClientT]:
+    """A typed client of one service, built as the services build theirs (internal.peers),
+    calling as `identity`: the operator, or a service name."""
+    with SyncPeers(settings, identity=identity) as peers:
         yield peers.client(client_type)
+
+
+def as_user(settings: config.Settings, user_id: str) -> dict[str, str]:
+    """The headers of a call made as this user: their API token, as CreateUser answers it
+    (tests/e2e/test_auth.py checks CreateUser's own)."""
+    return {"Authorization": f"Bearer {tokens.user_token(settings, user_id)}"}
 
 
 EMAIL = client_pb2.NOTIFICATION_KIND_EMAIL_DELIVERED

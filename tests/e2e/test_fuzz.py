@@ -1,7 +1,8 @@
 """Hostile input to every RPC of every service, sent over the wire as an outsider would:
 random bytes, truncated messages, mistyped JSON, unknown enum values, huge strings and
 numbers, bad UTF-8, wrong content types and stalled bodies. Every answer must be 200 or a
-typed Twirp 4xx (never a 5xx, never a hang), and every service still serves afterwards."""
+typed Twirp 4xx (never a 5xx, never a hang), and every service still serves afterwards. Each
+request carries a credential the RPC admits, so that it reaches the handler."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from mcsv.v1.job_twirp import JobServiceClient
 from internal import storage
 from internal.supervisor import System
 from tests.e2e.system import peer, whole_system
+from tests.support.credentials import allowed_headers
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +87,9 @@ def http() -> Iterator[httpx.Client]:
 def _post(
     http: httpx.Client, system: System, rpc: Rpc, body: bytes, content_type: str | None
 ) -> None:
-    headers = {"Content-Type": content_type} if content_type is not None else {}
+    headers = allowed_headers(system.settings, rpc.path.removeprefix("/twirp/"))
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     url = system.settings.url(rpc.service) + rpc.path
     if content_type is not None and not content_type.isprintable():
         return _post_raw(system, rpc, body, content_type)  # httpx will not send it
@@ -111,8 +115,15 @@ def _post_raw(system: System, rpc: Rpc, body: bytes, content_type: str) -> None:
     Twirp 4xx. Never a 5xx, never a hang."""
     url = httpx.URL(system.settings.url(rpc.service))
     assert url.port is not None
+    credential = "".join(
+        f"{name}: {value}\r\n"
+        for name, value in allowed_headers(
+            system.settings, rpc.path.removeprefix("/twirp/")
+        ).items()
+    )
     head = (
         f"POST {rpc.path} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nConnection: close\r\n"
+        f"{credential}"
         f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     answer = b""
@@ -365,9 +376,15 @@ def test_a_stalled_body_gets_a_timeout_answer_and_a_closed_connection(
 ) -> None:
     rpc = next(rpc for rpc in RPCS if rpc.service == service)
     url = httpx.URL(system.settings.url(service))
+    credential = "".join(
+        f"{name}: {value}\r\n"
+        for name, value in allowed_headers(
+            system.settings, rpc.path.removeprefix("/twirp/")
+        ).items()
+    )
     with socket.create_connection((url.host, url.port), timeout=HANG_SECONDS) as sock:
         sock.sendall(
-            f"POST {rpc.path} HTTP/1.1\r\nHost: {url.host}\r\n"
+            f"POST {rpc.path} HTTP/1.1\r\nHost: {url.host}\r\n{credential}"
             "Content-Type: application/json\r\nContent-Length: 3\r\n\r\n{}".encode()
         )
         started = time.monotonic()
@@ -407,7 +424,10 @@ def _refused(
     response = http.post(
         system.settings.url(rpc.service) + rpc.path,
         content=request.SerializeToString(),
-        headers={"Content-Type": PROTOBUF},
+        headers={
+            "Content-Type": PROTOBUF,
+            **allowed_headers(system.settings, rpc.path.removeprefix("/twirp/")),
+        },
     )
     assert response.status_code == 400, (path, argument, response.status_code, response.text)
     error = response.json()
@@ -464,7 +484,9 @@ def _requests_with_a_url(origin: str, bad: str) -> list[tuple[str, Message, str]
         source_url=good, pdf_upload_url=good, pdf_download_url=good,
     )  # fmt: skip
     report = common_pb2.ConversionReport(conversion_id="c", outcome=succeeded, pdf_url=bad)
-    convert = image_pb2.ConvertToPdfRequest(source_url=good, pdf_upload_url=good)
+    convert = image_pb2.ConvertToPdfRequest(  # this conversion's PDF: pdfs/<id>.pdf
+        conversion_id="x", source_url=good, pdf_upload_url=good
+    )
     email = email_pb2.DeliverEmailRequest(
         idempotency_key="k-bad-url", user_id="u", recipient="u@example.com",
         template=common_pb2.EMAIL_TEMPLATE_CONVERSION_COMPLETE,
@@ -485,7 +507,8 @@ def _requests_with_a_url(origin: str, bad: str) -> list[tuple[str, Message, str]
                 job_pb2.EnqueueConversionRequest(args=_with(args, **{field: bad})),
                 f"args.{field}",
             )
-            for field in ("source_url", "pdf_upload_url", "pdf_download_url")
+            # pdf_upload_url is no longer carried: EnqueueConversion clears it
+            for field in ("source_url", "pdf_download_url")
         ],
         (
             "/twirp/mcsv.v1.UserService/ConversionComplete",
@@ -628,7 +651,11 @@ def test_a_time_out_of_range_is_invalid_argument_naming_it(
     url = system.settings.url("client_svc") + "/twirp/mcsv.v1.ClientService/ListNotifications"
     token = ""
     while True:
-        page = http.post(url, json={"pageSize": 1000, "pageToken": token})
+        page = http.post(
+            url,
+            json={"pageSize": 1000, "pageToken": token},
+            headers=allowed_headers(system.settings, "mcsv.v1.ClientService/ListNotifications"),
+        )
         assert page.status_code == 200, page.text[:300]
         token = page.json().get("nextPageToken", "")
         if not token:

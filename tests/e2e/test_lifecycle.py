@@ -23,6 +23,7 @@ from tests.e2e.images import make_image
 from tests.e2e.system import (
     CONVERSION,
     EMAIL,
+    as_user,
     bring_back,
     history,
     latest,
@@ -50,12 +51,14 @@ def create_user(users: UserServiceClient, name: str) -> user_pb2.CreateUserRespo
 
 
 def convert(
-    users: UserServiceClient, owner: str, name: str, image: bytes | None = None
+    system: System, users: UserServiceClient, owner: str, name: str, image: bytes | None = None
 ) -> user_pb2.Conversion:
+    """Uploads an image as its owner (their API token)."""
     return users.convert_image(
         user_pb2.ConvertImageRequest(
             user_id=owner, filename=name, image_data=image or make_image("png", 64, 48)
-        )
+        ),
+        headers=as_user(system.settings, owner),
     ).conversion
 
 
@@ -83,7 +86,7 @@ def test_an_outage_longer_than_the_rpc_timeout_and_the_old_retry_budget_fails_no
         latest(system, EMAIL, {owner.id}, succeeded)
         with paused(system, "email_svc"):
             created = [create_user(users, f"Outage {i}") for i in range(10)]
-            converted = {convert(users, owner.id, f"outage-{i}.png").id for i in range(2)}
+            converted = {convert(system, users, owner.id, f"outage-{i}.png").id for i in range(2)}
             deadline = time.monotonic() + 120
             while most_attempts(jobs, "emails") <= OLD_ATTEMPTS:
                 assert time.monotonic() < deadline, "the jobs were not retried"
@@ -119,7 +122,7 @@ def test_a_job_failed_at_its_horizon_and_retried_by_hand_ends_with_its_latest_ou
         system.kill("email_svc", signal.SIGTERM)
         system.kill("image_svc", signal.SIGTERM)
         created = create_user(users, "Late")
-        conversion = convert(users, created.user.id, "late.png")
+        conversion = convert(system, users, created.user.id, "late.png")
         failed_email = latest(system, EMAIL, {created.user.id}, lambda n: outcome(n) == FAILED)
         failed_pdf = latest(system, CONVERSION, {conversion.id}, lambda n: outcome(n) == FAILED)
         for job_id in (created.job_id, conversion.job_id):
@@ -153,7 +156,7 @@ def test_a_job_failed_at_its_horizon_and_retried_by_hand_ends_with_its_latest_ou
         assert not done.HasField("upload_kept_until")
         assert store.exists(f"pdfs/{conversion.id}.pdf") and not store.exists(upload)
 
-        broken = convert(users, created.user.id, "broken.png", b"\x89PNG not an image")
+        broken = convert(system, users, created.user.id, "broken.png", b"\x89PNG not an image")
         report = latest(system, CONVERSION, {broken.id}, lambda n: outcome(n) == FAILED)
         assert "refused" in report[broken.id].conversion_finished.error
         refused = wait_job(jobs, broken.job_id, FINAL)
@@ -170,12 +173,13 @@ def test_a_repeated_enqueue_of_a_waiting_job_sends_no_second_message(tmp_path: P
     with (
         whole_system(tmp_path, workers=0) as system,
         peer(system.settings, JobServiceClient) as jobs,
+        peer(system.settings, JobServiceClient, identity="user_svc") as enqueuer,
     ):
         args = job_pb2.EmailJobArgs(
             idempotency_key="welcome:repeat", user_id="u-repeat", user_name="Re Peat",
             recipient="repeat@example.com", template=common_pb2.EMAIL_TEMPLATE_WELCOME,
         )  # fmt: skip
-        answers = [jobs.enqueue_email(job_pb2.EnqueueEmailRequest(args=args)) for _ in range(5)]
+        answers = [enqueuer.enqueue_email(job_pb2.EnqueueEmailRequest(args=args)) for _ in range(5)]
         assert len({answer.job.id for answer in answers}) == 1
         broker = broker_of(system)
         try:
@@ -184,7 +188,7 @@ def test_a_repeated_enqueue_of_a_waiting_job_sends_no_second_message(tmp_path: P
             done = wait_job(jobs, answers[0].job.id, FINAL)
             assert done.job.state == job_pb2.JOB_STATE_COMPLETED and done.job.attempt == 1
             assert history(done) == ["ENQUEUED", "STARTED", "COMPLETED"]
-            again = jobs.enqueue_email(job_pb2.EnqueueEmailRequest(args=args)).job
+            again = enqueuer.enqueue_email(job_pb2.EnqueueEmailRequest(args=args)).job
             assert again.id == done.job.id and again.state == job_pb2.JOB_STATE_COMPLETED
             assert broker.message_counts("emails").ready == 0  # nothing sent for it
         finally:
@@ -227,7 +231,7 @@ def test_a_report_being_retried_holds_up_no_other_work(tmp_path: Path) -> None:
         owner = create_user(users, "Reporter").user
         latest(system, EMAIL, {owner.id}, succeeded)
         system.kill("client_svc", signal.SIGTERM)
-        broken = convert(users, owner.id, "broken.png", b"\x89PNG not an image")
+        broken = convert(system, users, owner.id, "broken.png", b"\x89PNG not an image")
         wait_job(jobs, broken.job_id, [job_pb2.JOB_STATE_DISCARDED])
         (report_job,) = [
             job

@@ -32,7 +32,7 @@ from internal.services.user_svc.models import ConversionRow, UserRow
 from internal.services.user_svc.outbox import OutboxRow
 from internal.supervisor import ROOT, System
 from tests.e2e.images import make_image
-from tests.e2e.system import CONVERSION, EMAIL, peer, succeeded, wait_for, whole_system
+from tests.e2e.system import CONVERSION, EMAIL, as_user, peer, succeeded, wait_for, whole_system
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,8 @@ def test_users_and_uploads_accepted_while_job_svc_is_down_complete_once_it_is_ba
                         image_data=make_image("png", 320, 240, seed=i),
                         options=common_pb2.ConversionOptions(quality=common_pb2.PDF_QUALITY_LOW),
                         idempotency_key=f"down-{i}",
-                    )
+                    ),
+                    headers=as_user(system.settings, owner.id),
                 ).conversion
                 for i in range(3)
             ]

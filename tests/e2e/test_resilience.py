@@ -21,6 +21,7 @@ from tests.e2e.images import make_image
 from tests.e2e.system import (
     CONVERSION,
     EMAIL,
+    as_user,
     history,
     paused,
     peer,
@@ -83,16 +84,19 @@ def test_a_worker_killed_mid_job_loses_nothing(
             owner = users.create_user(
                 user_pb2.CreateUserRequest(name="Owner", email="owner@example.com")
             ).user
+            # Made first, so that the uploads follow each other and the jobs queue up.
+            images = [make_image("png", 3000, 2250, seed=i) for i in range(6)]
             conversions = {
                 users.convert_image(
                     user_pb2.ConvertImageRequest(
                         user_id=owner.id,
                         filename=f"big-{i}.png",
-                        image_data=make_image("png", 3000, 2250, seed=i),
+                        image_data=images[i],
                         options=common_pb2.ConversionOptions(
                             quality=common_pb2.PDF_QUALITY_LOSSLESS
                         ),
-                    )
+                    ),
+                    headers=as_user(system.settings, owner.id),
                 ).conversion.id: i
                 for i in range(6)
             }

@@ -13,7 +13,7 @@ from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
-from tests.e2e.system import CONVERSION, EMAIL, peer, succeeded, wait_for, whole_system
+from tests.e2e.system import CONVERSION, EMAIL, as_user, peer, succeeded, wait_for, whole_system
 from tests.mail.smtp_server import PASSWORD, USERNAME, smtp_server
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,8 @@ def test_cancel_retry_list_and_history_over_rpc(tmp_path: Path) -> None:
         broken = users.convert_image(
             user_pb2.ConvertImageRequest(
                 user_id=owner.user.id, filename="x.png", image_data=b"not an image"
-            )
+            ),
+            headers=as_user(system.settings, owner.user.id),
         ).conversion
         wait_for(system, CONVERSION, {broken.id})
         retried = jobs.retry_job(job_pb2.RetryJobRequest(id=broken.job_id)).job

@@ -12,14 +12,15 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 from mcsv.twirp import ErrorCode, TwirpError
-from mcsv.v1 import image_pb2, user_pb2
+from mcsv.v1 import image_pb2, job_pb2, user_pb2
 from mcsv.v1.image_twirp import ImageServiceClient
+from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
 from internal.storage import LocalStorage
 from internal.supervisor import System
 from tests.e2e.images import make_image
-from tests.e2e.system import CONVERSION, peer, wait_for, whole_system
+from tests.e2e.system import CONVERSION, as_user, peer, wait_for, whole_system
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,8 @@ def _stored_pdf_url(system: System, users: UserServiceClient) -> tuple[str, str]
     accepted = users.convert_image(
         user_pb2.ConvertImageRequest(
             user_id=owner.id, filename="u.png", image_data=make_image("png", 200, 100)
-        )
+        ),
+        headers=as_user(system.settings, owner.id),
     ).conversion
     report = wait_for(system, CONVERSION, {accepted.id})[accepted.id]
     url = report.conversion_finished.pdf_url
@@ -82,14 +84,68 @@ def test_tampered_and_expired_urls_are_refused(system: System, users: UserServic
 def test_an_unsigned_url_on_the_storage_origin_is_refused_by_the_storage(system: System) -> None:
     origin = system.settings.storage_public_url
     with (
-        peer(system.settings, ImageServiceClient) as images,
+        peer(system.settings, ImageServiceClient, identity="job_svc") as images,
         pytest.raises(TwirpError) as refused,
     ):
         images.convert_to_pdf(
             image_pb2.ConvertToPdfRequest(
+                conversion_id="x",
                 source_url=f"{origin}/storage/uploads/anything.png",
                 pdf_upload_url=f"{origin}/storage/pdfs/x.pdf",
             )
         )
     assert refused.value.code is ErrorCode.PERMISSION_DENIED
     assert "403" in refused.value.msg
+
+
+def test_no_answer_shows_a_put_url_and_a_put_url_is_used_once(
+    system: System, users: UserServiceClient
+) -> None:
+    """The review's leaked upload URLs: job_svc's answers hold none, a user's GetConversion
+    has none, and a PUT URL of the PDF (as one leaked before) is refused once it exists."""
+    url, key = _stored_pdf_url(system, users)
+    conversion_id = key.removeprefix("pdfs/").removesuffix(".pdf")
+    with peer(system.settings, JobServiceClient) as jobs:
+        listed = jobs.list_jobs(job_pb2.ListJobsRequest(queue="conversions", page_size=100))
+        assert listed.jobs and all("PUT" not in str(job) for job in listed.jobs)
+        for job in listed.jobs:
+            shown = jobs.get_job(job_pb2.GetJobRequest(id=job.id)).job
+            assert "method=PUT" not in str(shown)
+    seen = users.get_conversion(user_pb2.GetConversionRequest(id=conversion_id))
+    assert seen.pdf_upload_url == ""  # the operator (and users) never get one
+    settings = system.settings
+    storage = LocalStorage(
+        settings.data_dir / "storage",
+        public_url=settings.storage_public_url,
+        secret=settings.storage_secret,
+    )
+    replayed = storage.presign_put(key, timedelta(minutes=5), "application/pdf")
+    before = httpx.get(url).content
+    answer = httpx.put(
+        replayed, content=b"%PDF-forged", headers={"Content-Type": "application/pdf"}
+    )
+    assert answer.status_code == 409
+    assert httpx.get(url).content == before
+
+
+def test_convert_to_pdf_refuses_a_put_url_of_another_conversion(system: System) -> None:
+    settings = system.settings
+    storage = LocalStorage(
+        settings.data_dir / "storage",
+        public_url=settings.storage_public_url,
+        secret=settings.storage_secret,
+    )
+    theirs = storage.presign_put("pdfs/victim.pdf", timedelta(minutes=5), "application/pdf")
+    with (
+        peer(settings, ImageServiceClient, identity="job_svc") as images,
+        pytest.raises(TwirpError) as refused,
+    ):
+        images.convert_to_pdf(
+            image_pb2.ConvertToPdfRequest(
+                conversion_id="attacker",
+                source_url=storage.presign_get("uploads/attacker/a.png", timedelta(minutes=5)),
+                pdf_upload_url=theirs,
+            )
+        )
+    assert refused.value.code is ErrorCode.PERMISSION_DENIED
+    assert refused.value.meta["argument"] == "pdf_upload_url"

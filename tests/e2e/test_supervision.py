@@ -20,7 +20,15 @@ from mcsv.v1.user_twirp import UserServiceClient
 
 from internal.supervisor import System
 from tests.e2e.images import make_image
-from tests.e2e.system import CONVERSION, EMAIL, succeeded, system_env, wait_for, whole_system
+from tests.e2e.system import (
+    CONVERSION,
+    EMAIL,
+    as_user,
+    succeeded,
+    system_env,
+    wait_for,
+    whole_system,
+)
 from tests.support.servers import ROOT
 
 pytestmark = pytest.mark.slow
@@ -66,7 +74,8 @@ def test_a_killed_worker_and_a_killed_service_come_back_and_new_work_completes(
                     filename="after.png",
                     image_data=make_image("png", 300, 200),
                     options=common_pb2.ConversionOptions(quality=common_pb2.PDF_QUALITY_LOW),
-                )
+                ),
+                headers=as_user(system.settings, owner.id),
             ).conversion
         assert succeeded(wait_for(system, EMAIL, {owner.id})[owner.id])
         assert succeeded(wait_for(system, CONVERSION, {conversion.id})[conversion.id])

@@ -22,6 +22,8 @@ from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import AsyncUserServiceClient, UserServiceClient
 
 from internal import registry
+from internal.auth import OPERATOR
+from internal.auth.pages import login_url
 from internal.peers import AsyncPeers
 from internal.storage import open_storage
 from internal.supervisor import System
@@ -30,6 +32,7 @@ from tests.e2e.images import make_image
 from tests.e2e.system import (
     CONVERSION,
     EMAIL,
+    as_user,
     notifications_client,
     peer,
     succeeded,
@@ -63,7 +66,7 @@ def users(system: System) -> Iterator[UserServiceClient]:
 def test_200_welcome_emails_at_concurrency_10_all_arrive(system: System) -> None:
     async def create_all() -> dict[str, user_pb2.User]:
         limit = asyncio.Semaphore(10)
-        async with AsyncPeers(system.settings) as peers:
+        async with AsyncPeers(system.settings, identity=OPERATOR) as peers:
             client = peers.client(AsyncUserServiceClient)
 
             async def create(index: int) -> user_pb2.User:
@@ -111,7 +114,8 @@ def test_a_conversion_gives_a_pdf_of_the_right_page_size_a_link_and_an_email(
             filename=f"picture.{fmt}",
             image_data=image,
             options=common_pb2.ConversionOptions(quality=quality, max_width=600),
-        )
+        ),
+        headers=as_user(system.settings, owner.id),
     ).conversion
     assert accepted.state == user_pb2.CONVERSION_STATE_PENDING
     report = wait_for(system, CONVERSION, {accepted.id})[accepted.id]
@@ -161,7 +165,8 @@ def test_a_corrupt_image_is_a_failed_conversion_reported_and_recorded(
     accepted = users.convert_image(
         user_pb2.ConvertImageRequest(
             user_id=owner.id, filename="broken.png", image_data=b"\x89PNG not really an image"
-        )
+        ),
+        headers=as_user(system.settings, owner.id),
     ).conversion
     finished = wait_for(system, CONVERSION, {accepted.id})[accepted.id]
     report = finished.conversion_finished
@@ -194,7 +199,8 @@ def test_a_repeated_upload_with_the_same_key_is_one_conversion_converted_once(
                 image_data=make_image("png", 200, 100, seed=seed),
                 options=common_pb2.ConversionOptions(quality=common_pb2.PDF_QUALITY_LOW),
                 idempotency_key=key,
-            )
+            ),
+            headers=as_user(system.settings, user_id),
         ).conversion
 
     first = upload(owner.id, "upload-1", seed=1)
@@ -257,7 +263,8 @@ def test_list_notifications_pages_through_many_with_since_and_kind(
             users.convert_image(
                 user_pb2.ConvertImageRequest(
                     user_id=owner, filename=f"small-{i}.png", image_data=make_image("png", 64, 48)
-                )
+                ),
+                headers=as_user(system.settings, owner),
             ).conversion.id
             for i in range(2)
         }
@@ -309,7 +316,7 @@ def test_invalid_users_are_invalid_argument_naming_the_field(
     assert refused.value.meta["argument"] == argument
 
 
-def test_upload_errors_are_clear(users: UserServiceClient) -> None:
+def test_upload_errors_are_clear(system: System, users: UserServiceClient) -> None:
     owner = users.create_user(user_pb2.CreateUserRequest(name="Up", email="up@example.com")).user
     upload = user_pb2.ConvertImageRequest
     cases = [
@@ -319,13 +326,13 @@ def test_upload_errors_are_clear(users: UserServiceClient) -> None:
     ]
     for request, code in cases:
         with pytest.raises(TwirpError) as refused:
-            users.convert_image(request)
+            users.convert_image(request, headers=as_user(system.settings, request.user_id))
         assert refused.value.code is code
     too_big = user_pb2.ConvertImageRequest(
         user_id=owner.id, filename="big.png", image_data=b"\0" * (MAX_UPLOAD + 1)
     )
     with pytest.raises(TwirpError) as refused:
-        users.convert_image(too_big)
+        users.convert_image(too_big, headers=as_user(system.settings, owner.id))
     assert refused.value.code is ErrorCode.INVALID_ARGUMENT
     assert str(MAX_UPLOAD) in refused.value.msg
 
@@ -354,7 +361,7 @@ def test_unknown_ids_are_not_found(system: System, users: UserServiceClient) -> 
 def test_image_svc_refuses_urls_outside_the_storage(system: System, source_url: str) -> None:
     origin = urlsplit(system.settings.storage_public_url).netloc
     with (
-        peer(system.settings, ImageServiceClient) as images,
+        peer(system.settings, ImageServiceClient, identity="job_svc") as images,
         pytest.raises(TwirpError) as refused,
     ):
         images.convert_to_pdf(
@@ -372,8 +379,14 @@ def test_readiness_and_health(system: System) -> None:
         ready = httpx.get(system.settings.url(service) + "/ready")
         assert ready.status_code == 200 and ready.json()["ready"] is True
         assert httpx.get(system.settings.url(service) + "/health").status_code == 200
-    mailbox = httpx.get(system.settings.url("email_svc") + "/mailbox")
-    assert mailbox.status_code == 200 and "Mailbox" in mailbox.text
+    mailbox_url = system.settings.url("email_svc") + "/mailbox"
+    assert httpx.get(mailbox_url).status_code == 401  # the operator's only
+    with httpx.Client(follow_redirects=True) as browser:  # the link `just up` prints
+        mailbox = browser.get(login_url(system.settings, mailbox_url))
+        assert mailbox.status_code == 200 and "Mailbox" in mailbox.text
+        assert "token" not in str(mailbox.url)  # the address keeps no token
+        assert browser.get(mailbox_url).status_code == 200  # the cookie signs it in
+    assert httpx.get(f"{mailbox_url}/login?token=guess").status_code == 401
 
 
 def test_queue_stats_account_for_every_job(system: System) -> None:

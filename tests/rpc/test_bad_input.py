@@ -388,9 +388,14 @@ def send_and_wait_for_close(url: str, head: str, body: bytes, pause: float = 0) 
     return RawAnswer(int(status_line.split(" ")[1]), headers, payload, elapsed)
 
 
+# The operator's token of the service app below (service_url): its GetJob needs one.
+OPERATOR_TOKEN = "test-operator-token-for-the-service-app"
+
+
 def _head(path: str, content_length: int, keep_alive: bool = True) -> str:
     return (
         f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/protobuf\r\n"
+        f"Authorization: Bearer {OPERATOR_TOKEN}\r\n"
         f"Content-Length: {content_length}\r\n"
         + ("" if keep_alive else "Connection: close\r\n")
         + "\r\n"
@@ -418,6 +423,7 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "PYTHONPATH": str(ROOT),
         "MCSV_DATA_DIR": str(tmp_path_factory.mktemp("service")),
         "RPC_BODY_TIMEOUT_SECONDS": str(BODY_READ_TIMEOUT),
+        "OPERATOR_TOKEN": OPERATOR_TOKEN,
     }
     with serving(f"service-{port}", argv, url + "/health", env=env, ready=lambda a: a.is_success):
         yield url
@@ -442,7 +448,8 @@ def test_a_stalled_body_on_a_service_app_closes(service_url: str) -> None:
     """As the services are served: service_app (observed) under internal.services.common.app.run."""
     assert_stalled_answer(send_and_wait_for_close(service_url, _head(GET_JOB, 3), b"\x0a\x01"))
     # and the service keeps serving
-    response = httpx.post(service_url + GET_JOB, headers=PROTOBUF, content=b"")
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    response = httpx.post(service_url + GET_JOB, headers=PROTOBUF | operator, content=b"")
     assert response.status_code == 200
 
 

@@ -258,6 +258,7 @@ CREATED_USER_JSON = {
         "created_at": "2026-11-21T10:20:30.123456Z",
     },
     "job_id": "job_id--é✓",
+    "api_token": "api_token--é✓",
 }
 
 
@@ -279,7 +280,7 @@ def test_raw_empty_json_request_to_our_server(echo_url: str) -> None:
     assert response.status == 200, response.body
     assert response.headers["content-type"] == "application/json"
     # every field is emitted, an unset message as null, with proto names
-    assert json.loads(response.body) == {"user": None, "job_id": ""}
+    assert json.loads(response.body) == {"user": None, "job_id": "", "api_token": ""}
 
 
 # sample(ListJobsRequest) by hand, with lowerCamelCase names and the enum by name

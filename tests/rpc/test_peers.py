@@ -14,6 +14,7 @@ from mcsv.v1.user_twirp import UserServiceClient
 from prometheus_client import REGISTRY
 
 from internal import config
+from internal.auth import OPERATOR
 from internal.observability import context
 from internal.peers import AsyncPeers, SyncPeers
 from tests.support.servers import free_port
@@ -35,7 +36,7 @@ def test_a_peer_skips_a_replica_that_refuses_and_every_call_is_measured(
     closed = f"http://127.0.0.1:{free_port()}"
     settings = settings_with(tmp_path, USER_SVC_URL=f"{closed},{echo_url}")
     before = calls_counted("mcsv.v1.UserService", "GetUser", "ok")
-    with SyncPeers(settings) as peers:
+    with SyncPeers(settings, identity=OPERATOR) as peers:
         users = peers.client(UserServiceClient)
         for _ in range(4):  # two of them aimed first at the closed replica
             assert users.get_user(user_pb2.GetUserRequest()) == user_pb2.GetUserResponse()
@@ -47,7 +48,7 @@ async def test_an_async_peer_with_no_replica_answering_is_unavailable(tmp_path: 
     closed = f"http://127.0.0.1:{free_port()}"
     settings = settings_with(tmp_path, JOB_SVC_URL=closed)
     before = calls_counted("mcsv.v1.JobService", "GetJob", "unavailable")
-    async with AsyncPeers(settings) as peers:
+    async with AsyncPeers(settings, identity=OPERATOR) as peers:
         jobs = peers.client(AsyncJobServiceClient, timeout=5)
         with pytest.raises(TwirpError) as refused:
             await jobs.get_job(job_pb2.GetJobRequest(id="j-1"))

@@ -17,6 +17,8 @@ from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import client_pb2, common_pb2
 from mcsv.v1.client_twirp import ClientServiceClient
 
+from internal import config
+from internal.auth import tokens
 from internal.data import create_tables, open_database
 from internal.peers import sync_http_client
 from internal.services.common.times import timestamp
@@ -37,6 +39,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             yield url
 
 
+# The keys of the services' tokens, the same for client_svc and for the test calling it.
+AUTH_ENV = {
+    "SERVICE_TOKEN_SECRET": "test-service-key-of-at-least-32-bytes",
+    "USER_TOKEN_SECRET": "test-user-key-of-at-least-32-bytes!!",
+    "OPERATOR_TOKEN": "test-operator",
+    "STORAGE_SECRET": "test-storage-key",
+}
+SETTINGS = config.load(AUTH_ENV)
+
+
+def as_user_svc() -> str:
+    """A token of user_svc calling client_svc, as user_svc sends its notifications."""
+    return tokens.service_token(SETTINGS, "user_svc", "client_svc")
+
+
 @contextmanager
 def client_svc(database_url: str, use_json: bool = False) -> Iterator[ClientServiceClient]:
     """cmd/client_svc.py serving on a free loopback port, and its generated client."""
@@ -46,11 +63,13 @@ def client_svc(database_url: str, use_json: bool = False) -> Iterator[ClientServ
             f"client_svc-{url.rsplit(':', 1)[1]}",
             [sys.executable, "cmd/client_svc.py"],
             url + "/ready",
-            env={"CLIENT_SVC_URL": url, "DATABASE_URL": database_url},
+            env={"CLIENT_SVC_URL": url, "DATABASE_URL": database_url, **AUTH_ENV},
             ready=lambda answer: answer.status_code == 200,
         ),
         sync_http_client() as http,
-        ClientServiceClient(url, http_client=http, use_json=use_json) as client,
+        ClientServiceClient(
+            url, http_client=http, use_json=use_json, credentials=as_user_svc
+        ) as client,
     ):
         yield client
 
@@ -180,7 +199,7 @@ def test_a_poller_racing_concurrent_deliveries_misses_none(database_url: str) ->
         first: list[bool] = []
 
         def deliver(writer: int) -> None:
-            with ClientServiceClient(url) as client:
+            with ClientServiceClient(url, credentials=as_user_svc) as client:
                 for n in range(writer * each, (writer + 1) * each):
                     request = notification(n, conversion=n % 3 == 0)
                     first.append(client.receive_notification(request).first_delivery)

@@ -63,7 +63,7 @@ def test_one_conversion_time_in_the_answer_the_metric_and_the_log(tmp_path: Path
                 settings.url("user_svc") + "/ready", env=env, ready=ready),
         serving(image_svc_log.stem, [sys.executable, str(ROOT / "cmd" / "image_svc.py")],
                 settings.url("image_svc") + "/ready", env=env, ready=ready),
-        SyncPeers(settings) as peers,
+        SyncPeers(settings, identity="job_svc") as peers,
     ):  # fmt: skip
         converted = peers.client(ImageServiceClient).convert_to_pdf(
             image_pb2.ConvertToPdfRequest(

@@ -21,12 +21,13 @@ from mcsv.v1.job_twirp import JobServiceClient
 from mcsv.v1.user_twirp import UserServiceClient
 
 from internal import config, storage
+from internal.auth import OPERATOR
 from internal.data import create_tables, open_database, write_transaction
 from internal.peers import SyncPeers
 from internal.services.user_svc import outbox
 from internal.services.user_svc.models import NAME, ConversionRow, UserRow, open_users
 from internal.services.user_svc.outbox import OutboxRow
-from internal.services.user_svc.service import welcome_request
+from internal.services.user_svc.service import may_convert, welcome_request
 from tests.e2e.images import make_image
 from tests.support.servers import ROOT, free_port, serving
 
@@ -62,7 +63,7 @@ def test_job_requests_wait_in_the_outbox_until_job_svc_is_back(tmp_path: Path) -
     with (
         serving("user_svc-outbox", user_svc, settings.url("user_svc") + "/ready", env=env,
                 ready=lambda answer: answer.status_code == 200),
-        SyncPeers(settings) as peers,
+        SyncPeers(settings, identity=OPERATOR) as peers,
     ):  # fmt: skip
         users, jobs = peers.client(UserServiceClient), peers.client(JobServiceClient)
         created = users.create_user(user_pb2.CreateUserRequest(name="Ada", email="ada@example.com"))
@@ -72,7 +73,8 @@ def test_job_requests_wait_in_the_outbox_until_job_svc_is_back(tmp_path: Path) -
                 filename="photo.png",
                 image_data=make_image("png", 64, 48),
                 idempotency_key="upload-1",
-            )
+            ),
+            headers={"Authorization": f"Bearer {created.api_token}"},  # its own token
         ).conversion
         assert created.job_id == "" and accepted.job_id == ""  # job_svc is down: OK all the same
         assert accepted.state == user_pb2.CONVERSION_STATE_PENDING
@@ -203,7 +205,7 @@ def test_the_latest_outcome_wins_and_a_failed_upload_is_kept_until_its_retention
                 settings.url("client_svc") + "/ready", env=env, ready=ready),
         serving("user_svc-retention", [sys.executable, str(ROOT / "cmd" / "user_svc.py")],
                 settings.url("user_svc") + "/ready", env=env, ready=ready),
-        SyncPeers(settings) as peers,
+        SyncPeers(settings, identity="job_svc") as peers,  # ConversionComplete: job_svc only
     ):  # fmt: skip
         users = peers.client(UserServiceClient)
         failed = users.conversion_complete(report(5, common_pb2.OUTCOME_FAILED)).conversion
@@ -230,3 +232,19 @@ def test_the_latest_outcome_wins_and_a_failed_upload_is_kept_until_its_retention
         assert not store.exists("uploads/c-expired/a.png")
     with database.connection_context():
         assert ConversionRow.get_by_id("c-expired").upload_kept_until is None
+
+
+def test_a_put_url_is_minted_while_the_conversion_may_still_be_converted() -> None:
+    """Pending, or failed or cancelled with its upload kept (a RetryJob within the
+    retention): yes. Succeeded (the PDF exists), or its upload's retention over: no."""
+
+    def row(state: int, kept_until: float | None = None) -> ConversionRow:
+        return ConversionRow(id="c", state=state, upload_kept_until=kept_until)
+
+    later, earlier = time.time() + 60, time.time() - 1
+    assert may_convert(row(user_pb2.CONVERSION_STATE_PENDING))
+    assert may_convert(row(user_pb2.CONVERSION_STATE_FAILED, later))
+    assert may_convert(row(user_pb2.CONVERSION_STATE_CANCELLED, later))
+    assert not may_convert(row(user_pb2.CONVERSION_STATE_FAILED))
+    assert not may_convert(row(user_pb2.CONVERSION_STATE_FAILED, earlier))
+    assert not may_convert(row(user_pb2.CONVERSION_STATE_SUCCEEDED))

@@ -73,13 +73,13 @@ def test_presigned_put_stores_the_bytes(local_server: LocalServer) -> None:
     )
     assert response.status_code == 200, response.text
     assert storage.get(key) == b"%PDF-1.7 first"
-    # The same URL may be used again (a retried job), and replaces the object.
+    # A PUT URL is used once: replayed (a leaked URL), it is refused and changes nothing.
     response = httpx.put(
         url, content=b"%PDF-1.7 second", headers={"Content-Type": "application/pdf"}
     )
-    assert response.status_code == 200
+    assert response.status_code == 409 and "used once" in response.text
     fetched = httpx.get(storage.presign_get(key, MINUTE))
-    assert fetched.content == b"%PDF-1.7 second"
+    assert fetched.content == b"%PDF-1.7 first"
     assert fetched.headers["content-type"] == "application/pdf"
 
 
@@ -186,7 +186,6 @@ def test_expired_urls_are_refused(local_server: LocalServer) -> None:
 def test_a_put_over_the_limit_is_refused_and_stores_nothing(local_server: LocalServer) -> None:
     storage = local_server.storage
     key = _key("big.png")
-    storage.put(key, b"previous", "image/png")
     url = storage.presign_put(key, MINUTE, "image/png")
     too_big = os.urandom(MAX_PUT_BYTES + 1)
     response = httpx.put(url, content=too_big, headers={"Content-Type": "image/png"})
@@ -199,7 +198,7 @@ def test_a_put_over_the_limit_is_refused_and_stores_nothing(local_server: LocalS
 
     response = httpx.put(url, content=chunked(), headers={"Content-Type": "image/png"})
     assert response.status_code == 413
-    assert storage.get(key) == b"previous"
+    assert not storage.exists(key)
     assert list((storage.root / "tmp").iterdir()) == []
     exactly = os.urandom(MAX_PUT_BYTES)
     response = httpx.put(url, content=exactly, headers={"Content-Type": "image/png"})
@@ -281,15 +280,14 @@ def test_a_put_whose_body_stalls_gets_408_and_a_closed_connection(
 ) -> None:
     storage = local_server.storage
     key = _key("stalled.png")
-    storage.put(key, b"previous", "image/png")
     url = storage.presign_put(key, MINUTE, "image/png")
     head = {"Content-Type": "image/png", "Content-Length": "1000"}
     answer = _put_and_wait_for_close(local_server, url, head, b"x" * 10)
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
     assert b"did not arrive within" in answer
-    assert storage.get(key) == b"previous"
+    assert not storage.exists(key)  # nothing of the stalled body is stored
     assert list((storage.root / "tmp").iterdir()) == []
-    # The server serves on: the same URL works for a whole body.
+    # The server serves on, and the URL was not used up: it works for a whole body (once).
     response = httpx.put(url, content=b"whole", headers={"Content-Type": "image/png"})
     assert response.status_code == 200
     assert storage.get(key) == b"whole"

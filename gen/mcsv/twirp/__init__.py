@@ -2,7 +2,7 @@
 """Runtime for the generated Twirp code: errors and encodings, the HTTP client transports
 (client.py, on httpx) and the ASGI server (server.py, on the standard library)."""
 
-from .client import AsyncClient, SyncClient
+from .client import AsyncClient, Credentials, SyncClient
 from .codec import JSON, PROTOBUF
 from .context import Context, ContextKey, ServerContext
 from .errors import ErrorCode, TwirpError
@@ -17,6 +17,7 @@ __all__ = [
     "AsyncClient",
     "Context",
     "ContextKey",
+    "Credentials",
     "ErrorCode",
     "ServerContext",
     "ServerHooks",

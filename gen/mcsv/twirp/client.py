@@ -2,6 +2,9 @@
 """HTTP transports for the generated Twirp clients: one sync (httpx.Client) and one async
 (httpx.AsyncClient). Generated clients subclass these and add one typed method per RPC.
 
+Credentials: `credentials` is a bearer token (a str), or a callable returning one (called
+per request, so it can refresh a short-lived token); it is sent as `Authorization: Bearer`.
+
 Every failure is raised as TwirpError: error answers as their Twirp code (or, for a
 non-Twirp answer from an intermediary, by HTTP status as the reference client does), a
 timeout as deadline_exceeded and a connection failure as unavailable.
@@ -9,7 +12,7 @@ timeout as deadline_exceeded and a connection failure as unavailable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -23,6 +26,9 @@ M = TypeVar("M", bound=Message)
 
 DEFAULT_TIMEOUT = 30.0
 
+# A bearer token, or a callable returning the token to send with each request.
+Credentials = str | Callable[[], str]
+
 
 class _ClientBase:
     def __init__(
@@ -33,6 +39,7 @@ class _ClientBase:
         timeout: float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         use_json: bool = False,
+        credentials: Credentials | None = None,
     ) -> None:
         if "://" not in base_url:
             base_url = "http://" + base_url
@@ -40,6 +47,7 @@ class _ClientBase:
         self.timeout = timeout
         self.content_type = codec.JSON if use_json else codec.PROTOBUF
         self.headers = dict(headers or {})
+        self.credentials = credentials
 
     def _prepare(
         self,
@@ -53,6 +61,9 @@ class _ClientBase:
                 f"{route} takes {request_type.DESCRIPTOR.full_name}, not {type(request).__name__}"
             )
         merged = httpx.Headers(self.headers)  # case-insensitive: ours replace any spelling
+        if self.credentials is not None:
+            token = self.credentials if isinstance(self.credentials, str) else self.credentials()
+            merged["Authorization"] = f"Bearer {token}"
         merged.update(headers or {})
         merged["Content-Type"] = merged["Accept"] = self.content_type
         url = f"{self.base_url.rstrip('/')}/{route}"
@@ -102,9 +113,15 @@ class SyncClient(_ClientBase):
         headers: Mapping[str, str] | None = None,
         use_json: bool = False,
         http_client: httpx.Client | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         super().__init__(
-            base_url, prefix=prefix, timeout=timeout, headers=headers, use_json=use_json
+            base_url,
+            prefix=prefix,
+            timeout=timeout,
+            headers=headers,
+            use_json=use_json,
+            credentials=credentials,
         )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(follow_redirects=False)
@@ -156,9 +173,15 @@ class AsyncClient(_ClientBase):
         headers: Mapping[str, str] | None = None,
         use_json: bool = False,
         http_client: httpx.AsyncClient | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         super().__init__(
-            base_url, prefix=prefix, timeout=timeout, headers=headers, use_json=use_json
+            base_url,
+            prefix=prefix,
+            timeout=timeout,
+            headers=headers,
+            use_json=use_json,
+            credentials=credentials,
         )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(follow_redirects=False)

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mcsv.v1 import common_pb2 as mcsv_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mcsv/v1/user.proto\x12\x07mcsv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mcsv/v1/common.proto\"{\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n\x05\x65mail\x18\x03 \x01(\tR\x05\x65mail\x12\x39\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"\x93\x04\n\nConversion\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n\x08\x66ilename\x18\x03 \x01(\tR\x08\x66ilename\x12\x34\n\x07options\x18\x04 \x01(\x0b\x32\x1a.mcsv.v1.ConversionOptionsR\x07options\x12.\n\x05state\x18\x05 \x01(\x0e\x32\x18.mcsv.v1.ConversionStateR\x05state\x12\x15\n\x06job_id\x18\x06 \x01(\tR\x05jobId\x12!\n\x0csource_bytes\x18\x07 \x01(\x03R\x0bsourceBytes\x12\x17\n\x07pdf_url\x18\x08 \x01(\tR\x06pdfUrl\x12\x31\n\x06result\x18\t \x01(\x0b\x32\x19.mcsv.v1.ConversionResultR\x06result\x12\x14\n\x05\x65rror\x18\n \x01(\tR\x05\x65rror\x12\x39\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishedAt\x12\x46\n\x11upload_kept_until\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fuploadKeptUntil\"=\n\x11\x43reateUserRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\"N\n\x12\x43reateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\r.mcsv.v1.UserR\x04user\x12\x15\n\x06job_id\x18\x02 \x01(\tR\x05jobId\" \n\x0eGetUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"4\n\x0fGetUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\r.mcsv.v1.UserR\x04user\"\xc8\x01\n\x13\x43onvertImageRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08\x66ilename\x18\x02 \x01(\tR\x08\x66ilename\x12\x1d\n\nimage_data\x18\x03 \x01(\x0cR\timageData\x12\x34\n\x07options\x18\x04 \x01(\x0b\x32\x1a.mcsv.v1.ConversionOptionsR\x07options\x12\'\n\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"K\n\x14\x43onvertImageResponse\x12\x33\n\nconversion\x18\x01 \x01(\x0b\x32\x13.mcsv.v1.ConversionR\nconversion\"&\n\x14GetConversionRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"L\n\x15GetConversionResponse\x12\x33\n\nconversion\x18\x01 \x01(\x0b\x32\x13.mcsv.v1.ConversionR\nconversion\"Q\n\x1bNotifyEmailDeliveredRequest\x12\x32\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x16.mcsv.v1.EmailDeliveryR\x08\x64\x65livery\"\x1e\n\x1cNotifyEmailDeliveredResponse\"N\n\x19\x43onversionCompleteRequest\x12\x31\n\x06report\x18\x01 \x01(\x0b\x32\x19.mcsv.v1.ConversionReportR\x06report\"Q\n\x1a\x43onversionCompleteResponse\x12\x33\n\nconversion\x18\x01 \x01(\x0b\x32\x13.mcsv.v1.ConversionR\nconversion*\xae\x01\n\x0f\x43onversionState\x12 \n\x1c\x43ONVERSION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONVERSION_STATE_PENDING\x10\x01\x12\x1e\n\x1a\x43ONVERSION_STATE_SUCCEEDED\x10\x02\x12\x1b\n\x17\x43ONVERSION_STATE_FAILED\x10\x03\x12\x1e\n\x1a\x43ONVERSION_STATE_CANCELLED\x10\x04\x32\xf3\x03\n\x0bUserService\x12\x45\n\nCreateUser\x12\x1a.mcsv.v1.CreateUserRequest\x1a\x1b.mcsv.v1.CreateUserResponse\x12<\n\x07GetUser\x12\x17.mcsv.v1.GetUserRequest\x1a\x18.mcsv.v1.GetUserResponse\x12K\n\x0c\x43onvertImage\x12\x1c.mcsv.v1.ConvertImageRequest\x1a\x1d.mcsv.v1.ConvertImageResponse\x12N\n\rGetConversion\x12\x1d.mcsv.v1.GetConversionRequest\x1a\x1e.mcsv.v1.GetConversionResponse\x12\x63\n\x14NotifyEmailDelivered\x12$.mcsv.v1.NotifyEmailDeliveredRequest\x1a%.mcsv.v1.NotifyEmailDeliveredResponse\x12]\n\x12\x43onversionComplete\x12\".mcsv.v1.ConversionCompleteRequest\x1a#.mcsv.v1.ConversionCompleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mcsv/v1/user.proto\x12\x07mcsv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mcsv/v1/common.proto\"{\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n\x05\x65mail\x18\x03 \x01(\tR\x05\x65mail\x12\x39\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"\x93\x04\n\nConversion\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n\x08\x66ilename\x18\x03 \x01(\tR\x08\x66ilename\x12\x34\n\x07options\x18\x04 \x01(\x0b\x32\x1a.mcsv.v1.ConversionOptionsR\x07options\x12.\n\x05state\x18\x05 \x01(\x0e\x32\x18.mcsv.v1.ConversionStateR\x05state\x12\x15\n\x06job_id\x18\x06 \x01(\tR\x05jobId\x12!\n\x0csource_bytes\x18\x07 \x01(\x03R\x0bsourceBytes\x12\x17\n\x07pdf_url\x18\x08 \x01(\tR\x06pdfUrl\x12\x31\n\x06result\x18\t \x01(\x0b\x32\x19.mcsv.v1.ConversionResultR\x06result\x12\x14\n\x05\x65rror\x18\n \x01(\tR\x05\x65rror\x12\x39\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishedAt\x12\x46\n\x11upload_kept_until\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fuploadKeptUntil\"=\n\x11\x43reateUserRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\"k\n\x12\x43reateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\r.mcsv.v1.UserR\x04user\x12\x15\n\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1b\n\tapi_token\x18\x03 \x01(\tR\x08\x61piToken\" \n\x0eGetUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"4\n\x0fGetUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\r.mcsv.v1.UserR\x04user\"\xc8\x01\n\x13\x43onvertImageRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08\x66ilename\x18\x02 \x01(\tR\x08\x66ilename\x12\x1d\n\nimage_data\x18\x03 \x01(\x0cR\timageData\x12\x34\n\x07options\x18\x04 \x01(\x0b\x32\x1a.mcsv.v1.ConversionOptionsR\x07options\x12\'\n\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"K\n\x14\x43onvertImageResponse\x12\x33\n\nconversion\x18\x01 \x01(\x0b\x32\x13.mcsv.v1.ConversionR\nconversion\"&\n\x14GetConversionRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"r\n\x15GetConversionResponse\x12\x33\n\nconversion\x18\x01 \x01(\x0b\x32\x13.mcsv.v1.ConversionR\nconversion\x12$\n\x0epdf_upload_url\x18\x02 \x01(\tR\x0cpdfUploadUrl\"Q\n\x1bNotifyEmailDeliveredRequest\x12\x32\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x16.mcsv.v1.EmailDeliveryR\x08\x64\x65livery\"\x1e\n\x1cNotifyEmailDeliveredResponse\"N\n\x19\x43onversionCompleteRequest\x12\x31\n\x06report\x18\x01 \x01(\x0b\x32\x19.mcsv.v1.ConversionReportR\x06report\"Q\n\x1a\x43onversionCompleteResponse\x12\x33\n\nconversion\x18\x01 \x01(\x0b\x32\x13.mcsv.v1.ConversionR\nconversion*\xae\x01\n\x0f\x43onversionState\x12 \n\x1c\x43ONVERSION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONVERSION_STATE_PENDING\x10\x01\x12\x1e\n\x1a\x43ONVERSION_STATE_SUCCEEDED\x10\x02\x12\x1b\n\x17\x43ONVERSION_STATE_FAILED\x10\x03\x12\x1e\n\x1a\x43ONVERSION_STATE_CANCELLED\x10\x04\x32\xf3\x03\n\x0bUserService\x12\x45\n\nCreateUser\x12\x1a.mcsv.v1.CreateUserRequest\x1a\x1b.mcsv.v1.CreateUserResponse\x12<\n\x07GetUser\x12\x17.mcsv.v1.GetUserRequest\x1a\x18.mcsv.v1.GetUserResponse\x12K\n\x0c\x43onvertImage\x12\x1c.mcsv.v1.ConvertImageRequest\x1a\x1d.mcsv.v1.ConvertImageResponse\x12N\n\rGetConversion\x12\x1d.mcsv.v1.GetConversionRequest\x1a\x1e.mcsv.v1.GetConversionResponse\x12\x63\n\x14NotifyEmailDelivered\x12$.mcsv.v1.NotifyEmailDeliveredRequest\x1a%.mcsv.v1.NotifyEmailDeliveredResponse\x12]\n\x12\x43onversionComplete\x12\".mcsv.v1.ConversionCompleteRequest\x1a#.mcsv.v1.ConversionCompleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mcsv.v1.user_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONVERSIONSTATE']._serialized_start=1653
-  _globals['_CONVERSIONSTATE']._serialized_end=1827
+  _globals['_CONVERSIONSTATE']._serialized_start=1720
+  _globals['_CONVERSIONSTATE']._serialized_end=1894
   _globals['_USER']._serialized_start=86
   _globals['_USER']._serialized_end=209
   _globals['_CONVERSION']._serialized_start=212
@@ -42,27 +42,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEUSERREQUEST']._serialized_start=745
   _globals['_CREATEUSERREQUEST']._serialized_end=806
   _globals['_CREATEUSERRESPONSE']._serialized_start=808
-  _globals['_CREATEUSERRESPONSE']._serialized_end=886
-  _globals['_GETUSERREQUEST']._serialized_start=888
-  _globals['_GETUSERREQUEST']._serialized_end=920
-  _globals['_GETUSERRESPONSE']._serialized_start=922
-  _globals['_GETUSERRESPONSE']._serialized_end=974
-  _globals['_CONVERTIMAGEREQUEST']._serialized_start=977
-  _globals['_CONVERTIMAGEREQUEST']._serialized_end=1177
-  _globals['_CONVERTIMAGERESPONSE']._serialized_start=1179
-  _globals['_CONVERTIMAGERESPONSE']._serialized_end=1254
-  _globals['_GETCONVERSIONREQUEST']._serialized_start=1256
-  _globals['_GETCONVERSIONREQUEST']._serialized_end=1294
-  _globals['_GETCONVERSIONRESPONSE']._serialized_start=1296
-  _globals['_GETCONVERSIONRESPONSE']._serialized_end=1372
-  _globals['_NOTIFYEMAILDELIVEREDREQUEST']._serialized_start=1374
-  _globals['_NOTIFYEMAILDELIVEREDREQUEST']._serialized_end=1455
-  _globals['_NOTIFYEMAILDELIVEREDRESPONSE']._serialized_start=1457
-  _globals['_NOTIFYEMAILDELIVEREDRESPONSE']._serialized_end=1487
-  _globals['_CONVERSIONCOMPLETEREQUEST']._serialized_start=1489
-  _globals['_CONVERSIONCOMPLETEREQUEST']._serialized_end=1567
-  _globals['_CONVERSIONCOMPLETERESPONSE']._serialized_start=1569
-  _globals['_CONVERSIONCOMPLETERESPONSE']._serialized_end=1650
-  _globals['_USERSERVICE']._serialized_start=1830
-  _globals['_USERSERVICE']._serialized_end=2329
+  _globals['_CREATEUSERRESPONSE']._serialized_end=915
+  _globals['_GETUSERREQUEST']._serialized_start=917
+  _globals['_GETUSERREQUEST']._serialized_end=949
+  _globals['_GETUSERRESPONSE']._serialized_start=951
+  _globals['_GETUSERRESPONSE']._serialized_end=1003
+  _globals['_CONVERTIMAGEREQUEST']._serialized_start=1006
+  _globals['_CONVERTIMAGEREQUEST']._serialized_end=1206
+  _globals['_CONVERTIMAGERESPONSE']._serialized_start=1208
+  _globals['_CONVERTIMAGERESPONSE']._serialized_end=1283
+  _globals['_GETCONVERSIONREQUEST']._serialized_start=1285
+  _globals['_GETCONVERSIONREQUEST']._serialized_end=1323
+  _globals['_GETCONVERSIONRESPONSE']._serialized_start=1325
+  _globals['_GETCONVERSIONRESPONSE']._serialized_end=1439
+  _globals['_NOTIFYEMAILDELIVEREDREQUEST']._serialized_start=1441
+  _globals['_NOTIFYEMAILDELIVEREDREQUEST']._serialized_end=1522
+  _globals['_NOTIFYEMAILDELIVEREDRESPONSE']._serialized_start=1524
+  _globals['_NOTIFYEMAILDELIVEREDRESPONSE']._serialized_end=1554
+  _globals['_CONVERSIONCOMPLETEREQUEST']._serialized_start=1556
+  _globals['_CONVERSIONCOMPLETEREQUEST']._serialized_end=1634
+  _globals['_CONVERSIONCOMPLETERESPONSE']._serialized_start=1636
+  _globals['_CONVERSIONCOMPLETERESPONSE']._serialized_end=1717
+  _globals['_USERSERVICE']._serialized_start=1897
+  _globals['_USERSERVICE']._serialized_end=2396
 # @@protoc_insertion_point(module_scope)

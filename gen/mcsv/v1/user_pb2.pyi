@@ -74,12 +74,14 @@ class CreateUserRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
 
 class CreateUserResponse(_message.Message):
-    __slots__ = ("user", "job_id")
+    __slots__ = ("user", "job_id", "api_token")
     USER_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    API_TOKEN_FIELD_NUMBER: _ClassVar[int]
     user: User
     job_id: str
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., job_id: _Optional[str] = ...) -> None: ...
+    api_token: str
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., job_id: _Optional[str] = ..., api_token: _Optional[str] = ...) -> None: ...
 
 class GetUserRequest(_message.Message):
     __slots__ = ("id",)
@@ -120,10 +122,12 @@ class GetConversionRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class GetConversionResponse(_message.Message):
-    __slots__ = ("conversion",)
+    __slots__ = ("conversion", "pdf_upload_url")
     CONVERSION_FIELD_NUMBER: _ClassVar[int]
+    PDF_UPLOAD_URL_FIELD_NUMBER: _ClassVar[int]
     conversion: Conversion
-    def __init__(self, conversion: _Optional[_Union[Conversion, _Mapping]] = ...) -> None: ...
+    pdf_upload_url: str
+    def __init__(self, conversion: _Optional[_Union[Conversion, _Mapping]] = ..., pdf_upload_url: _Optional[str] = ...) -> None: ...
 
 class NotifyEmailDeliveredRequest(_message.Message):
     __slots__ = ("delivery",)

@@ -27,14 +27,17 @@ class UserService(Protocol):
         while job_svc cannot be reached, later (its outbox), so the answer is OK either way.
         The email is the idempotency key: a repeated request with the same name and email
         returns the same user and sends no second email. The outcome reaches the client
-        through ReceiveNotification.
+        through ReceiveNotification. Public (sign-up): it needs no credential, and answers the
+        new user's API token.
         """
         ...
 
     def get_user(
         self, ctx: Context, request: user_pb2.GetUserRequest
     ) -> user_pb2.GetUserResponse | Awaitable[user_pb2.GetUserResponse]:
-        """Returns a user by id."""
+        """Returns a user by id. Needs the user's API token (or the operator's); another user's
+        id answers not_found, as if it did not exist.
+        """
         ...
 
     def convert_image(
@@ -44,21 +47,24 @@ class UserService(Protocol):
         The conversion and its job's request are committed together; user_svc then hands the
         job to job_svc, at once or, while job_svc cannot be reached, later (its outbox), so the
         answer is OK either way. Idempotent on idempotency_key when one is given. The outcome
-        reaches the client through ReceiveNotification.
+        reaches the client through ReceiveNotification. Needs the API token of the user named in
+        user_id: another user's id answers permission_denied.
         """
         ...
 
     def get_conversion(
         self, ctx: Context, request: user_pb2.GetConversionRequest
     ) -> user_pb2.GetConversionResponse | Awaitable[user_pb2.GetConversionResponse]:
-        """Returns the state of a conversion."""
+        """Returns the state of a conversion. Needs its user's API token (or the operator's);
+        another user's conversion answers not_found, as if it did not exist.
+        """
         ...
 
     def notify_email_delivered(
         self, ctx: Context, request: user_pb2.NotifyEmailDeliveredRequest
     ) -> user_pb2.NotifyEmailDeliveredResponse | Awaitable[user_pb2.NotifyEmailDeliveredResponse]:
         """Called by job_svc when an email job finished (succeeded, failed or was cancelled);
-        relayed to the client, which keeps the outcome of the highest version.
+        relayed to the client, which keeps the outcome of the highest version. job_svc only.
         """
         ...
 
@@ -68,7 +74,7 @@ class UserService(Protocol):
         """Called by job_svc when a conversion job finished (succeeded, failed or was cancelled).
         user_svc records the outcome unless it has one of a higher version, removes the original
         image of a succeeded conversion (a failed or cancelled one's is kept for a retry until
-        its retention ends), and relays the outcome to the client.
+        its retention ends), and relays the outcome to the client. job_svc only.
         """
         ...
 
@@ -91,7 +97,8 @@ class UserServiceClient(SyncClient):
         while job_svc cannot be reached, later (its outbox), so the answer is OK either way.
         The email is the idempotency key: a repeated request with the same name and email
         returns the same user and sends no second email. The outcome reaches the client
-        through ReceiveNotification.
+        through ReceiveNotification. Public (sign-up): it needs no credential, and answers the
+        new user's API token.
         """
         return self._call(
             "mcsv.v1.UserService/CreateUser",
@@ -109,7 +116,9 @@ class UserServiceClient(SyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.GetUserResponse:
-        """Returns a user by id."""
+        """Returns a user by id. Needs the user's API token (or the operator's); another user's
+        id answers not_found, as if it did not exist.
+        """
         return self._call(
             "mcsv.v1.UserService/GetUser",
             request,
@@ -130,7 +139,8 @@ class UserServiceClient(SyncClient):
         The conversion and its job's request are committed together; user_svc then hands the
         job to job_svc, at once or, while job_svc cannot be reached, later (its outbox), so the
         answer is OK either way. Idempotent on idempotency_key when one is given. The outcome
-        reaches the client through ReceiveNotification.
+        reaches the client through ReceiveNotification. Needs the API token of the user named in
+        user_id: another user's id answers permission_denied.
         """
         return self._call(
             "mcsv.v1.UserService/ConvertImage",
@@ -148,7 +158,9 @@ class UserServiceClient(SyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.GetConversionResponse:
-        """Returns the state of a conversion."""
+        """Returns the state of a conversion. Needs its user's API token (or the operator's);
+        another user's conversion answers not_found, as if it did not exist.
+        """
         return self._call(
             "mcsv.v1.UserService/GetConversion",
             request,
@@ -166,7 +178,7 @@ class UserServiceClient(SyncClient):
         timeout: float | None = None,
     ) -> user_pb2.NotifyEmailDeliveredResponse:
         """Called by job_svc when an email job finished (succeeded, failed or was cancelled);
-        relayed to the client, which keeps the outcome of the highest version.
+        relayed to the client, which keeps the outcome of the highest version. job_svc only.
         """
         return self._call(
             "mcsv.v1.UserService/NotifyEmailDelivered",
@@ -187,7 +199,7 @@ class UserServiceClient(SyncClient):
         """Called by job_svc when a conversion job finished (succeeded, failed or was cancelled).
         user_svc records the outcome unless it has one of a higher version, removes the original
         image of a succeeded conversion (a failed or cancelled one's is kept for a retry until
-        its retention ends), and relays the outcome to the client.
+        its retention ends), and relays the outcome to the client. job_svc only.
         """
         return self._call(
             "mcsv.v1.UserService/ConversionComplete",
@@ -217,7 +229,8 @@ class AsyncUserServiceClient(AsyncClient):
         while job_svc cannot be reached, later (its outbox), so the answer is OK either way.
         The email is the idempotency key: a repeated request with the same name and email
         returns the same user and sends no second email. The outcome reaches the client
-        through ReceiveNotification.
+        through ReceiveNotification. Public (sign-up): it needs no credential, and answers the
+        new user's API token.
         """
         return await self._call(
             "mcsv.v1.UserService/CreateUser",
@@ -235,7 +248,9 @@ class AsyncUserServiceClient(AsyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.GetUserResponse:
-        """Returns a user by id."""
+        """Returns a user by id. Needs the user's API token (or the operator's); another user's
+        id answers not_found, as if it did not exist.
+        """
         return await self._call(
             "mcsv.v1.UserService/GetUser",
             request,
@@ -256,7 +271,8 @@ class AsyncUserServiceClient(AsyncClient):
         The conversion and its job's request are committed together; user_svc then hands the
         job to job_svc, at once or, while job_svc cannot be reached, later (its outbox), so the
         answer is OK either way. Idempotent on idempotency_key when one is given. The outcome
-        reaches the client through ReceiveNotification.
+        reaches the client through ReceiveNotification. Needs the API token of the user named in
+        user_id: another user's id answers permission_denied.
         """
         return await self._call(
             "mcsv.v1.UserService/ConvertImage",
@@ -274,7 +290,9 @@ class AsyncUserServiceClient(AsyncClient):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> user_pb2.GetConversionResponse:
-        """Returns the state of a conversion."""
+        """Returns the state of a conversion. Needs its user's API token (or the operator's);
+        another user's conversion answers not_found, as if it did not exist.
+        """
         return await self._call(
             "mcsv.v1.UserService/GetConversion",
             request,
@@ -292,7 +310,7 @@ class AsyncUserServiceClient(AsyncClient):
         timeout: float | None = None,
     ) -> user_pb2.NotifyEmailDeliveredResponse:
         """Called by job_svc when an email job finished (succeeded, failed or was cancelled);
-        relayed to the client, which keeps the outcome of the highest version.
+        relayed to the client, which keeps the outcome of the highest version. job_svc only.
         """
         return await self._call(
             "mcsv.v1.UserService/NotifyEmailDelivered",
@@ -313,7 +331,7 @@ class AsyncUserServiceClient(AsyncClient):
         """Called by job_svc when a conversion job finished (succeeded, failed or was cancelled).
         user_svc records the outcome unless it has one of a higher version, removes the original
         image of a succeeded conversion (a failed or cancelled one's is kept for a retry until
-        its retention ends), and relays the outcome to the client.
+        its retention ends), and relays the outcome to the client. job_svc only.
         """
         return await self._call(
             "mcsv.v1.UserService/ConversionComplete",

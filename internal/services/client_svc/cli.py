@@ -32,6 +32,7 @@ from mcsv.v1.client_twirp import AsyncClientServiceClient
 from mcsv.v1.user_twirp import AsyncUserServiceClient
 
 from internal import config, observability
+from internal.auth import OPERATOR
 from internal.peers import AsyncPeers
 
 EMAIL = client_pb2.NOTIFICATION_KIND_EMAIL_DELIVERED
@@ -120,7 +121,9 @@ def sample_image(index: int, fmt: str) -> bytes:
 class Driver:
     def __init__(self, settings: config.Settings, concurrency: int) -> None:
         self.settings = settings
-        self.peers = AsyncPeers(settings)
+        # The CLI is the operator's tool: it reads client_svc's notifications with
+        # OPERATOR_TOKEN, and uploads with each user's own API token (from CreateUser).
+        self.peers = AsyncPeers(settings, identity=OPERATOR)
         # 30 s, not the whole START_RETRY_SECONDS: a hung attempt leaves time for another.
         self.users = self.peers.client(AsyncUserServiceClient, timeout=30)
         self.notifications = self.peers.client(AsyncClientServiceClient, timeout=60)
@@ -128,6 +131,7 @@ class Driver:
         self.emails = Workflow("welcome emails", EMAIL)
         self.conversions = Workflow("conversions", CONVERSION)
         self.cursor = 0  # the last notification sequence read
+        self.api_tokens: dict[str, str] = {}  # user id: the user's API token
 
     async def start_from_now(self) -> None:
         """Skips the notifications of earlier runs: reading starts after the newest one."""
@@ -170,6 +174,7 @@ class Driver:
                 self.emails.refused.append(f"CreateUser: {exc}")
                 return None
         self.emails.started[created.user.id] = started
+        self.api_tokens[created.user.id] = created.api_token
         return created.user.id
 
     async def convert(self, user_id: str, index: int) -> None:
@@ -198,7 +203,8 @@ class Driver:
                     quality=common_pb2.PDF_QUALITY_MEDIUM, strip_metadata=True
                 ),
                 idempotency_key=key,
-            )
+            ),
+            headers={"Authorization": f"Bearer {self.api_tokens[user_id]}"},  # as that user
         )
 
     async def wait(self, timeout: float, progress: Callable[[], None]) -> None:

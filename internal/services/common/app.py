@@ -1,6 +1,6 @@
 """What every service app has in common: /health, /ready, /metrics, the Twirp servers mounted
-at the root (observed: spans, request metrics), and serving with hypercorn until SIGTERM or
-SIGINT."""
+at the root (authenticated: internal.auth; observed: spans, request metrics), and serving
+with hypercorn until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from internal import config
+from internal.auth.hooks import AuthHooks
 from internal.observability import ObservedTwirp, TwirpObserver
 from internal.services.common.readiness import READY_TIMEOUT_SECONDS, ReadyProbe, run_probe
 
@@ -75,7 +76,8 @@ def service_app(
                 app=ObservedTwirp(
                     TwirpApp(
                         *servers,
-                        hooks=[TwirpObserver()],
+                        # The observer first, so that refused calls are traced and counted.
+                        hooks=[TwirpObserver(), AuthHooks(settings, name)],
                         max_body_bytes=max_body_bytes,
                         body_read_timeout=settings.rpc_body_timeout_seconds,
                     )

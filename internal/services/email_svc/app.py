@@ -7,6 +7,7 @@ from mcsv.v1.email_twirp_server import EmailServiceServer
 from starlette.applications import Starlette
 
 from internal import config, mail
+from internal.auth.pages import operator_pages
 from internal.data import create_tables, open_database
 from internal.services.common.app import service_app
 from internal.services.common.readiness import database_probe
@@ -34,5 +35,5 @@ def create_app(settings: config.Settings) -> Starlette:
         settings,
         [EmailServiceServer(service=service)],
         ready_checks={"database": database_probe(database, EmailRow)},
-        routes=mailbox_routes(service),
+        routes=operator_pages(settings, "/mailbox", mailbox_routes(service)),
     )

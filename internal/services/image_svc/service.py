@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from google.protobuf.duration_pb2 import Duration
@@ -20,7 +20,7 @@ from mcsv.v1 import common_pb2, image_pb2
 
 from internal import imaging, observability
 from internal.observability import metrics
-from internal.services.common.errors import invalid_argument, require_url
+from internal.services.common.errors import invalid_argument, require, require_url
 from internal.urls import character_problem
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,13 @@ class ImageService:
     ) -> tuple[imaging.PdfResult, imaging.ImageInfo, bytes]:
         source_url = self._storage_url(request.source_url, "source_url")
         upload_url = self._storage_url(request.pdf_upload_url, "pdf_upload_url")
+        conversion_id = require(request.conversion_id, "conversion_id", max_length=200)
+        if not unquote(urlsplit(upload_url).path).endswith(f"/pdfs/{conversion_id}.pdf"):
+            raise TwirpError(
+                ErrorCode.PERMISSION_DENIED,
+                "pdf_upload_url is not the one of this conversion's PDF",
+                {"argument": "pdf_upload_url"},
+            )
         image = await self._fetch(source_url)
         metrics.CONVERSION_BYTES_IN.inc(len(image))
         try:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic
 
+from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, email_pb2, image_pb2, job_pb2, user_pb2
 from mcsv.v1.email_twirp import EmailServiceClient
 from mcsv.v1.image_twirp import ImageServiceClient
@@ -103,11 +104,18 @@ class ConversionJobs:
             # the PDF, email and report exist.
             log.info("conversion %s already succeeded; nothing to do", args.conversion_id)
             return None
+        if not known.pdf_upload_url:
+            # user_svc mints one only while the conversion may be converted: pending, or
+            # failed or cancelled with its upload still kept (a retry within the retention).
+            raise TwirpError(
+                ErrorCode.FAILED_PRECONDITION,
+                f"conversion {args.conversion_id} already finished: its image is removed",
+            )
         converted = self.peers.images.convert_to_pdf(
             image_pb2.ConvertToPdfRequest(
                 conversion_id=args.conversion_id,
                 source_url=args.source_url,
-                pdf_upload_url=args.pdf_upload_url,
+                pdf_upload_url=known.pdf_upload_url,  # fresh, for this attempt only
                 options=args.options,
             )
         )

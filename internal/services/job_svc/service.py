@@ -48,6 +48,7 @@ class JobService:
     ) -> job_pb2.EnqueueConversionResponse:
         args = request.args
         conversion_id = require(args.conversion_id, "args.conversion_id", max_length=200)
+        args.ClearField("pdf_upload_url")  # no longer used: it is minted when the job runs
         check_conversion_args(args)
         job = self._enqueue(CONVERSION, args, f"conversion:{conversion_id}")
         return job_pb2.EnqueueConversionResponse(job=job)
@@ -115,10 +116,11 @@ def check_email_args(args: job_pb2.EmailJobArgs) -> None:
 
 def check_conversion_args(args: job_pb2.ConversionJobArgs) -> None:
     """invalid_argument naming the field for conversion job args that no attempt could
-    convert, email and report: the user's address, the three URLs (well formed; image_svc
+    convert, email and report: the user's address, the two URLs (well formed; image_svc
     also checks they point at the storage) and the link's expiry (a time the worker can
-    write into the email)."""
+    write into the email). pdf_upload_url is not checked: it is no longer carried (the worker
+    asks user_svc for a fresh one when it runs the job), and EnqueueConversion clears it."""
     require_email(args.user_email, "args.user_email")
-    for name in ("source_url", "pdf_upload_url", "pdf_download_url"):
+    for name in ("source_url", "pdf_download_url"):
         require_url(getattr(args, name), f"args.{name}")
     require_valid_times(args, "args.")

@@ -192,7 +192,7 @@ def run_worker(threads: int = 4) -> None:
     settings = config.load()
     host, port = settings.worker_metrics_bind()
     prometheus_client.start_http_server(port, addr=host)
-    peers = SyncPeers(settings)
+    peers = SyncPeers(settings, identity="job_svc")  # the workers act as job_svc
     jobs = Jobs(open_jobs(settings), job_handlers(Peers.connect(peers)),
                 RetryPolicy.from_settings(settings))  # fmt: skip
     broker = open_worker_broker(settings, jobs)

@@ -23,7 +23,7 @@ def create_app(settings: config.Settings) -> Starlette:
     store = storage.open_storage(
         settings.storage_url, public_url=settings.storage_public_url, secret=settings.storage_secret
     )
-    peers = AsyncPeers(settings)
+    peers = AsyncPeers(settings, identity=NAME)
     jobs = peers.client(AsyncJobServiceClient)
     client = peers.client(AsyncClientServiceClient)
     service = UserService(database, store, jobs, client, settings)

@@ -23,11 +23,13 @@ from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
 from mcsv.v1.client_twirp import AsyncClientServiceClient
 from mcsv.v1.job_twirp import AsyncJobServiceClient
 
-from internal import config, observability, storage
+from internal import auth, config, observability, storage
+from internal.auth import tokens
 from internal.data import insert_once, write_transaction
 from internal.services.common.errors import (
     found,
     invalid_argument,
+    not_found,
     optional_url,
     require,
     require_email,
@@ -70,8 +72,10 @@ class UserService:
         self.database = database
         self.store = store
         self.client = client
+        self.settings = settings
         self.max_upload_bytes = settings.max_upload_bytes
         self.url_ttl = timedelta(seconds=settings.presigned_url_ttl_seconds)
+        self.put_ttl = timedelta(seconds=settings.presigned_put_ttl_seconds)
         self.relay = Relay(
             database,
             jobs,
@@ -96,8 +100,12 @@ class UserService:
         if created and lease and intent is not None:
             await self.relay.send_own(intent)  # sets intent.job_id when sent
         # A repeated request answers with the first one's job, once job_svc acknowledged it.
+        # The API token only to the request that created the user: anyone may repeat a
+        # sign-up, and must not get someone else's token by naming their email.
         return user_pb2.CreateUserResponse(
-            user=user_message(user), job_id=intent.job_id if intent else ""
+            user=user_message(user),
+            job_id=intent.job_id if intent else "",
+            api_token=tokens.user_token(self.settings, user.id) if created else "",
         )
 
     def _create_user(
@@ -125,7 +133,10 @@ class UserService:
         return user, intent, created
 
     def get_user(self, ctx: Context, request: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:
-        return user_pb2.GetUserResponse(user=user_message(self._user(require(request.id, "id"))))
+        user_id = require(request.id, "id")
+        if not auth.may_see(ctx, user_id):  # another user's: as if there were none
+            raise not_found("user", user_id)
+        return user_pb2.GetUserResponse(user=user_message(self._user(user_id)))
 
     def _user(self, user_id: str) -> UserRow:
         with self.database.connection_context():
@@ -152,7 +163,10 @@ class UserService:
     async def convert_image(
         self, ctx: Context, request: user_pb2.ConvertImageRequest
     ) -> user_pb2.ConvertImageResponse:
-        user = await asyncio.to_thread(self._user, require(request.user_id, "user_id"))
+        user_id = require(request.user_id, "user_id")
+        if not auth.may_see(ctx, user_id):  # the allow-list admits users only
+            raise TwirpError(ErrorCode.PERMISSION_DENIED, "uploads only for your own user")
+        user = await asyncio.to_thread(self._user, user_id)
         filename = require(request.filename, "filename", max_length=255)
         size = len(request.image_data)
         if size == 0:
@@ -178,7 +192,6 @@ class UserService:
         source_key = f"uploads/{conversion_id}/{safe_name}"
         content_type = mimetypes.guess_type(safe_name)[0] or "application/octet-stream"
         await asyncio.to_thread(self.store.put, source_key, request.image_data, content_type)
-        pdf_key = f"pdfs/{conversion_id}.pdf"
         expires = time.time() + self.url_ttl.total_seconds()
         args = job_pb2.ConversionJobArgs(
             conversion_id=conversion_id,
@@ -187,8 +200,7 @@ class UserService:
             user_email=user.email,
             filename=filename,
             source_url=self.store.presign_get(source_key, self.url_ttl),
-            pdf_upload_url=self.store.presign_put(pdf_key, self.url_ttl, "application/pdf"),
-            pdf_download_url=self.store.presign_get(pdf_key, self.url_ttl),
+            pdf_download_url=self.store.presign_get(pdf_key(conversion_id), self.url_ttl),
             pdf_download_url_expires_at=timestamp(expires),
             options=options,
         )
@@ -292,7 +304,21 @@ class UserService:
         self, ctx: Context, request: user_pb2.GetConversionRequest
     ) -> user_pb2.GetConversionResponse:
         row = self._conversion(require(request.id, "id"))
-        return user_pb2.GetConversionResponse(conversion=conversion_message(row))
+        if not auth.may_see(ctx, row.user_id):  # another user's: as if there were none
+            raise not_found("conversion", row.id)
+        answer = user_pb2.GetConversionResponse(conversion=conversion_message(row))
+        who = auth.caller(ctx)
+        if who == auth.Principal("service", "job_svc") and may_convert(row):
+            answer.pdf_upload_url = self._pdf_upload_url(row.id)
+        return answer
+
+    def _pdf_upload_url(self, conversion_id: str) -> str:
+        """A fresh, short-lived PUT URL for the PDF of a conversion to convert, for the worker
+        about to convert it. A PDF an earlier attempt left (it died before reporting) is
+        removed first: PUT URLs are refused once their object exists."""
+        key = pdf_key(conversion_id)
+        self.store.delete(key)
+        return self.store.presign_put(key, self.put_ttl, "application/pdf")
 
     def _conversion(self, conversion_id: str) -> ConversionRow:
         with self.database.connection_context():
@@ -344,6 +370,22 @@ class UserService:
     def sweep_uploads(self) -> int:
         """Deletes the uploads of failed and cancelled conversions whose retention ended."""
         return self.retention.sweep()
+
+
+def may_convert(row: ConversionRow) -> bool:
+    """Whether a worker may (still) convert this conversion, and so get a PUT URL for its
+    PDF: while it is pending, or failed or cancelled with its upload still kept (a job
+    retried by hand, JobService.RetryJob); never once it succeeded (its PDF exists)."""
+    if row.state == user_pb2.CONVERSION_STATE_PENDING:
+        return True
+    if row.state in (user_pb2.CONVERSION_STATE_FAILED, user_pb2.CONVERSION_STATE_CANCELLED):
+        return row.upload_kept_until is not None and row.upload_kept_until > time.time()
+    return False
+
+
+def pdf_key(conversion_id: str) -> str:
+    """Where a conversion's PDF is stored."""
+    return f"pdfs/{conversion_id}.pdf"
 
 
 def welcome_request(user: UserRow) -> job_pb2.EnqueueEmailRequest:
