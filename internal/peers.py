@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 from mcsv.twirp import AsyncClient, SyncClient
@@ -69,13 +69,28 @@ def sync_http_client(replicas: Sequence[str] = (), timeout: float | None = None)
     )
 
 
-class SyncPeers:
-    """Blocking peers from the settings: client() gives a service's generated client."""
+class _Peers:
+    """What both kinds of peers share: the settings, the identity whose credentials every
+    call carries, and how a generated client is put together for its service."""
 
     def __init__(self, settings: config.Settings, *, identity: str) -> None:
         self.settings = settings
         self.identity = identity
         self._credentials = credentials_for(settings, identity)
+
+    def _options(self, service: str, timeout: float | None) -> dict[str, Any]:
+        """The generated client's arguments besides its HTTP client."""
+        return {
+            "timeout": timeout or self.settings.rpc_timeout_seconds,
+            "credentials": self._credentials(service),
+        }
+
+
+class SyncPeers(_Peers):
+    """Blocking peers from the settings: client() gives a service's generated client."""
+
+    def __init__(self, settings: config.Settings, *, identity: str) -> None:
+        super().__init__(settings, identity=identity)
         self._http: list[httpx.Client] = []
 
     def client(
@@ -87,10 +102,7 @@ class SyncPeers:
         http = sync_http_client(self.settings.urls(service))
         self._http.append(http)
         return client_type(
-            self.settings.url(service),
-            timeout=timeout or self.settings.rpc_timeout_seconds,
-            http_client=http,
-            credentials=self._credentials(service),
+            self.settings.url(service), http_client=http, **self._options(service, timeout)
         )
 
     def close(self) -> None:
@@ -110,13 +122,11 @@ class SyncPeers:
         self.close()
 
 
-class AsyncPeers:
+class AsyncPeers(_Peers):
     """asyncio peers from the settings: client() gives a service's generated client."""
 
     def __init__(self, settings: config.Settings, *, identity: str) -> None:
-        self.settings = settings
-        self.identity = identity
-        self._credentials = credentials_for(settings, identity)
+        super().__init__(settings, identity=identity)
         self._http: list[httpx.AsyncClient] = []
 
     def client(
@@ -128,10 +138,7 @@ class AsyncPeers:
         http = async_http_client(self.settings.urls(service))
         self._http.append(http)
         return client_type(
-            self.settings.url(service),
-            timeout=timeout or self.settings.rpc_timeout_seconds,
-            http_client=http,
-            credentials=self._credentials(service),
+            self.settings.url(service), http_client=http, **self._options(service, timeout)
         )
 
     async def aclose(self) -> None:
