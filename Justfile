@@ -40,9 +40,14 @@ up *args: setup-imagemagick
 client *args: setup
     python cmd/client_svc.py {{args}}
 
-# Load-mode figures on each backend combination, side by side (needs the machine's
-# PostgreSQL, RabbitMQ and Redis): just bench [--users N --images M --workers W].
+# Every performance goal measured in one run, printed as one table (figure, peer, ratio,
+# goal): just bench [--quick] [--only P1,P3]. Takes minutes; --quick only proves it runs.
 bench *args: setup-imagemagick
+    python -m tests.bench {{args}}
+
+# Load-mode figures on each backend combination, side by side (needs the machine's
+# PostgreSQL, RabbitMQ and Redis): just bench-backends [--users N --images M --workers W].
+bench-backends *args: setup-imagemagick
     python -m tests.bench.backends {{args}}
 
 # just chaos [--users 3000 --images 20 --backend embedded|postgres-rabbitmq-s3 --stop-seconds 30]:
