@@ -160,6 +160,13 @@ class SQLiteBroker(Broker):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        # One writer at a time within the process: threads queue on this lock rather than
+        # in SQLite's busy handler, which sleeps (1, 2, 5, 10... ms) between its retries.
+        self._write_lock = threading.Lock()
+        # Acked rows not yet deleted: whoever takes the write lock next deletes them all in
+        # one commit (a group commit), so that acks from many threads share one disk sync.
+        self._unacked: set[int] = set()
+        self._unacked_lock = threading.Lock()
         self._pid = -1
         self._owner = ""
         self._lease_keeper: _LeaseKeeper | None = None
@@ -183,6 +190,8 @@ class SQLiteBroker(Broker):
             self._owner = f"{os.uname().nodename}:{pid}:{uuid.uuid4().hex[:12]}"
             self._local = threading.local()
             self._connections = []
+            self._write_lock = threading.Lock()  # the parent's may be held by its threads
+            self._unacked = set()
             self._lease_keeper = None
             self._doorbell = None  # the parent's socket is the parent's to close
             self._sender = None
@@ -223,6 +232,13 @@ class SQLiteBroker(Broker):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, holding this process's write lock and the database's."""
+        with self._write_lock, self._locked_transaction() as db:
+            yield db
+
+    @contextmanager
+    def _locked_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, for a caller that holds the write lock."""
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -278,7 +294,7 @@ class SQLiteBroker(Broker):
         message = message.copy(queue_name=q_name(message.queue_name))
         self.emit_before("enqueue", message, delay)
         now = time.time()
-        with self._db() as db:
+        with self._transaction() as db:
             db.execute(
                 "INSERT INTO queue_messages (queue_name, message_id, body, eta, enqueued_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -400,13 +416,31 @@ class SQLiteBroker(Broker):
         return sorted(rows)
 
     def _ack(self, row_id: int) -> None:
-        with self._db() as db:
-            deleted = db.execute(
-                "DELETE FROM queue_messages WHERE id = ? AND lease_owner = ?",
-                (row_id, self.lease_owner),
-            ).rowcount
-        if not deleted:
-            logger.warning("Acked message row %d after its lease was lost.", row_id)
+        """Deletes the row; returns once that is committed, by this thread or by another one
+        whose commit took this ack along (acks waiting for the write lock go together)."""
+        with self._unacked_lock:
+            self._unacked.add(row_id)
+        with self._write_lock:
+            with self._unacked_lock:
+                if row_id not in self._unacked:
+                    return  # deleted by the commit that held the lock meanwhile
+                ids = sorted(self._unacked)
+            with self._locked_transaction() as db:
+                deleted = {
+                    row[0]
+                    for row in db.execute(
+                        "DELETE FROM queue_messages"
+                        f" WHERE lease_owner = ? AND id IN ({','.join('?' * len(ids))})"
+                        " RETURNING id",
+                        (self.lease_owner, *ids),
+                    )
+                }
+            # Only once committed: should the commit fail, the acks stay for the next one
+            # (each thread whose ack is still here commits it itself).
+            with self._unacked_lock:
+                self._unacked.difference_update(ids)
+        for lost in sorted(set(ids) - deleted):
+            logger.warning("Acked message row %d after its lease was lost.", lost)
 
     def _dead_letter(self, row_id: int, message: MessageProxy | None, reason: str) -> None:
         with self._transaction() as db:
@@ -443,7 +477,7 @@ class SQLiteBroker(Broker):
         ids = list(row_ids)
         if not ids:
             return
-        with self._db() as db:
+        with self._transaction() as db:
             db.execute(
                 "UPDATE queue_messages"
                 " SET leased_until = NULL, lease_owner = NULL, deliveries = MAX(deliveries - 1, 0)"
