@@ -62,6 +62,9 @@ class Settings:
     rpc_timeout_seconds: float
     # How long a server waits for a request's whole body before answering deadline_exceeded.
     rpc_body_timeout_seconds: float
+    # Request-body bytes a server holds at once; larger bodies wait for room before they are
+    # read (mcsv.twirp's BodyBudget).
+    rpc_body_budget_bytes: int
     imagemagick_timeout_seconds: float
     # Where a job worker serves /metrics; the supervisor gives worker N the port + N - 1.
     worker_metrics_url: str
@@ -136,6 +139,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         failed_upload_retention_seconds=_float(env, "FAILED_UPLOAD_RETENTION_SECONDS", WEEK),
         rpc_timeout_seconds=_float(env, "RPC_TIMEOUT_SECONDS", 30.0),
         rpc_body_timeout_seconds=_float(env, "RPC_BODY_TIMEOUT_SECONDS", 10.0),
+        rpc_body_budget_bytes=_int(env, "RPC_BODY_BUDGET_BYTES", 32 * 1024 * 1024),
         imagemagick_timeout_seconds=_float(env, "IMAGEMAGICK_TIMEOUT_SECONDS", 60.0),
         worker_metrics_url=_str(env, "WORKER_METRICS_URL", "http://127.0.0.1:9100"),
         supervisor_min_backoff_ms=_int(env, "SUPERVISOR_MIN_BACKOFF_MS", 500),

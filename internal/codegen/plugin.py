@@ -27,6 +27,7 @@ from .python_twirp import HEADER, client_module, server_module
 
 _RUNTIME_FILES = (
     "__init__.py",
+    "budget.py",
     "client.py",
     "codec.py",
     "context.py",

@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 
 from internal import config, observability
 from internal.services.common.app import run
+from internal.services.common.memory import return_large_blocks
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def app_factory(service: str) -> AppFactory:
 def serve(service: str) -> None:
     """Runs one service until SIGTERM/SIGINT."""
     observability.configure(service)
+    return_large_blocks()  # before any request: a freed large body goes back to the system
     settings = config.load()
     app = app_factory(service)(settings)
     host, port = settings.bind(service)

@@ -55,7 +55,11 @@ def encode(message: Message, content_type: str) -> bytes:
 
 
 def decode(
-    body: bytes, message_type: type[M], content_type: str, *, known_enums_only: bool = False
+    body: bytes | bytearray,
+    message_type: type[M],
+    content_type: str,
+    *,
+    known_enums_only: bool = False,
 ) -> M:
     """Decodes a body; an undecodable one raises TwirpError(malformed). With known_enums_only,
     an enum value (at any depth) that the message's contract does not define raises
@@ -76,7 +80,7 @@ def decode(
             json_format.ParseDict(value, message, ignore_unknown_fields=True)
             unknown_name = checked.unknown_enum
         else:
-            message.ParseFromString(body)
+            message.ParseFromString(body)  # type: ignore[arg-type]  # any buffer will do
     # SystemError: protobuf's C parser fails that way on a JSON string holding a lone
     # surrogate ("\ud800"), valid JSON text but no Unicode string.
     except (json_format.ParseError, DecodeError, ValueError, RecursionError, SystemError) as exc:

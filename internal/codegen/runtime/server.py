@@ -7,6 +7,8 @@ wire behaviour of the reference Go server (twitchtv/twirp, protocol v7):
 - Content-Type parameters and case are ignored ("Application/JSON; charset=utf-8" is JSON);
 - bodies are decoded by codec: undecodable is malformed 400; an enum value the contract does
   not define is invalid_argument 400 with meta argument = the field's path;
+- with a body budget (body_budget_bytes, budget.py), large bodies wait for their share of
+  it before they are read, so that many large uploads at once hold bounded memory;
 - the body is limited (max_body_bytes, default 16 MiB: invalid_argument with meta
   max_body_bytes, by Content-Length or while reading) and must arrive within
   body_read_timeout seconds (default 10: deadline_exceeded 408); after either the connection
@@ -35,6 +37,7 @@ from typing import Any, Generic, TypeVar
 from google.protobuf.message import Message
 
 from . import codec
+from .budget import BodyBudget
 from .context import Context, ServerContext
 from .errors import ErrorCode, TwirpError
 from .hooks import ServerHooks
@@ -117,10 +120,13 @@ class TwirpApp:
         hooks: Iterable[ServerHooks] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         body_read_timeout: float | None = DEFAULT_BODY_READ_TIMEOUT,
+        body_budget_bytes: int | None = None,
     ) -> None:
         self.hooks = list(hooks)
         self.max_body_bytes = max_body_bytes
         self.body_read_timeout = body_read_timeout
+        # None: no budget (each request may hold up to max_body_bytes at once).
+        self.body_budget = BodyBudget(body_budget_bytes) if body_budget_bytes else None
         self._routes: dict[str, _Route] = {}
         for server in servers:
             self.add(server)
@@ -188,9 +194,13 @@ class TwirpApp:
         ctx.service_name, ctx.method_name = route.service_name, endpoint.name
         for hook in self.hooks:
             hook.request_routed(ctx)
-        body = await self._read_body(incoming)
-        request = codec.decode(body, endpoint.input, content_type, known_enums_only=True)
-        response = await _call(endpoint.function, ctx, request)
+        if self.body_budget is None:
+            response = await self._decode_and_call(incoming, endpoint, content_type, ctx)
+        else:
+            # Held until the answer is encoded: the request's bytes live that long.
+            cost = self.max_body_bytes if incoming.length is None else incoming.length
+            async with self.body_budget.reserve(0 if incoming.done else cost):
+                response = await self._decode_and_call(incoming, endpoint, content_type, ctx)
         if not isinstance(response, endpoint.output):
             raise TwirpError(
                 ErrorCode.INTERNAL,
@@ -201,19 +211,38 @@ class TwirpApp:
             hook.response_prepared(ctx)
         return codec.encode(response, content_type), content_type
 
-    async def _read_body(self, incoming: _Body) -> bytes:
+    async def _decode_and_call(
+        self, incoming: _Body, endpoint: Endpoint[Any, Any], content_type: str, ctx: ServerContext
+    ) -> Any:
+        # The body is dropped once decoded: only the message stays while the handler runs.
+        request = codec.decode(
+            await self._read_body(incoming), endpoint.input, content_type, known_enums_only=True
+        )
+        return await _call(endpoint.function, ctx, request)
+
+    async def _read_body(self, incoming: _Body) -> bytes | bytearray:
+        """The whole body. With a Content-Length it is read into one buffer of that size (no
+        second copy to join the pieces)."""
         chunks: list[bytes] = []
+        buffer = bytearray(incoming.length) if incoming.length else None
         size = 0
         try:
             async with asyncio.timeout(self.body_read_timeout):
                 while True:
                     chunk = await incoming.chunk()
-                    size += len(chunk)
-                    if size > self.max_body_bytes:
+                    if size + len(chunk) > self.max_body_bytes:
                         raise self._too_large()
-                    chunks.append(chunk)
+                    if buffer is not None and size + len(chunk) <= len(buffer):
+                        buffer[size : size + len(chunk)] = chunk
+                    else:
+                        chunks.append(chunk)
+                    size += len(chunk)
                     if incoming.done:
-                        return b"".join(chunks)
+                        if buffer is None:
+                            return b"".join(chunks)
+                        if chunks or size != len(buffer):  # not what Content-Length said
+                            return bytes(buffer[:size]) + b"".join(chunks)
+                        return buffer
         except TimeoutError:
             raise _ClosingError(
                 ErrorCode.DEADLINE_EXCEEDED,

@@ -80,6 +80,7 @@ def service_app(
                         hooks=[TwirpObserver(), AuthHooks(settings, name)],
                         max_body_bytes=max_body_bytes,
                         body_read_timeout=settings.rpc_body_timeout_seconds,
+                        body_budget_bytes=settings.rpc_body_budget_bytes or None,
                     )
                 ),
             ),

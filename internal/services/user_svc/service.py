@@ -168,7 +168,8 @@ class UserService:
             raise TwirpError(ErrorCode.PERMISSION_DENIED, "uploads only for your own user")
         user = await asyncio.to_thread(self._user, user_id)
         filename = require(request.filename, "filename", max_length=255)
-        size = len(request.image_data)
+        image = request.image_data  # a copy at each access: taken once
+        size = len(image)
         if size == 0:
             raise invalid_argument("image_data", "is empty")
         if size > self.max_upload_bytes:
@@ -191,7 +192,8 @@ class UserService:
         safe_name = UNSAFE.sub("_", filename).strip("._") or "image"
         source_key = f"uploads/{conversion_id}/{safe_name}"
         content_type = mimetypes.guess_type(safe_name)[0] or "application/octet-stream"
-        await asyncio.to_thread(self.store.put, source_key, request.image_data, content_type)
+        await asyncio.to_thread(self.store.put, source_key, image, content_type)
+        del image  # stored: its memory goes back before the rest of the request
         expires = time.time() + self.url_ttl.total_seconds()
         args = job_pb2.ConversionJobArgs(
             conversion_id=conversion_id,

@@ -1,0 +1,192 @@
+"""P2: converting a 1920x1080 PNG through the whole system (embedded defaults, as `just up`
+runs them: two job workers of four threads) against the bare `convert` command image_svc
+runs, with the same arguments, on the same image.
+
+- one conversion end to end: ConvertImage until GetConversion reports success (polled every
+  POLL_SINGLE seconds), median over several, against one bare convert (median);
+- 40 conversions at concurrency 10 (a slot starts its next conversion once GetConversion
+  reports its last one succeeded), against two bare converts running in parallel, both as
+  conversions per second;
+- enqueue -> worker start on the SQLite broker: the job's inserted_at to its attempted_at
+  (job_svc's own clock for both), median over the single conversions (idle workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from mcsv.v1 import common_pb2, job_pb2, user_pb2
+from mcsv.v1.job_twirp import AsyncJobServiceClient
+from mcsv.v1.user_twirp import AsyncUserServiceClient
+
+from internal import config, imaging
+from internal.auth import OPERATOR
+from internal.peers import AsyncPeers
+from internal.supervisor import System
+from tests.bench.table import Row
+from tests.e2e.images import make_image
+from tests.e2e.system import whole_system
+
+POLL_SINGLE = 0.005  # seconds between two GetConversion calls of the single conversion
+POLL_MANY = 0.05  # ... of each of the concurrent ones
+OPTIONS = common_pb2.ConversionOptions(quality=common_pb2.PDF_QUALITY_MEDIUM, strip_metadata=True)
+
+
+def the_image() -> bytes:
+    return make_image("png", 1920, 1080)
+
+
+def bare_argv(image: bytes, temp_dir: str) -> list[str]:
+    """The argv image_svc runs for this image (its default settings)."""
+    magick = imaging.ImageMagick(timeout=config.load({}).imagemagick_timeout_seconds)
+    return magick.command(imaging.inspect_image(image), OPTIONS, temp_dir=temp_dir)
+
+
+def bare_single(image: bytes, runs: int) -> float:
+    """The median seconds of one bare convert."""
+    times = []
+    with tempfile.TemporaryDirectory(prefix="mcsv-bench-magick-") as tmp:
+        argv = bare_argv(image, tmp)
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run(argv, input=image, capture_output=True, check=True)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bare_parallel(image: bytes, conversions: int) -> float:
+    """Conversions per second of two bare converts running side by side, back to back."""
+    left = list(range(conversions))
+    lock = threading.Lock()
+
+    def convert_some(argv: list[str]) -> None:
+        while True:
+            with lock:
+                if not left:
+                    return
+                left.pop()
+            subprocess.run(argv, input=image, capture_output=True, check=True)
+
+    with tempfile.TemporaryDirectory(prefix="mcsv-bench-magick-") as tmp:
+        argv = bare_argv(image, tmp)
+        threads = [threading.Thread(target=convert_some, args=(argv,)) for _ in range(2)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return conversions / (time.perf_counter() - started)
+
+
+class Uploader:
+    """A user of the running system converting images with the generated async clients."""
+
+    def __init__(self, settings: config.Settings) -> None:
+        self.peers = AsyncPeers(settings, identity=OPERATOR)
+        self.users = self.peers.client(AsyncUserServiceClient, timeout=60)
+        self.jobs = self.peers.client(AsyncJobServiceClient)
+        self.user_id = ""
+        self.headers: dict[str, str] = {}
+
+    async def sign_up(self) -> None:
+        created = await self.users.create_user(
+            user_pb2.CreateUserRequest(name="Bench", email=f"bench{time.time_ns()}@example.com")
+        )
+        self.user_id = created.user.id
+        self.headers = {"Authorization": f"Bearer {created.api_token}"}
+
+    async def convert(self, image: bytes, index: int, poll: float) -> tuple[float, str]:
+        """Seconds from ConvertImage to GetConversion's success, and the job's id."""
+        started = time.perf_counter()
+        accepted = await self.users.convert_image(
+            user_pb2.ConvertImageRequest(
+                user_id=self.user_id, filename=f"bench-{index}.png", image_data=image,
+                options=OPTIONS,
+            ),
+            headers=self.headers,
+        )  # fmt: skip
+        conversion_id = accepted.conversion.id
+        while True:
+            answer = await self.users.get_conversion(
+                user_pb2.GetConversionRequest(id=conversion_id), headers=self.headers
+            )
+            state = answer.conversion.state
+            if state == user_pb2.CONVERSION_STATE_SUCCEEDED:
+                return time.perf_counter() - started, answer.conversion.job_id
+            if state != user_pb2.CONVERSION_STATE_PENDING:
+                raise RuntimeError(f"conversion {conversion_id} ended {state}: {answer}")
+            await asyncio.sleep(poll)
+
+    async def enqueue_to_start(self, job_id: str) -> float:
+        """Seconds from the job's insertion to its (last) attempt's start."""
+        job = (await self.jobs.get_job(job_pb2.GetJobRequest(id=job_id))).job
+        return (job.attempted_at.ToNanoseconds() - job.inserted_at.ToNanoseconds()) / 1e9
+
+
+async def _in_system(system: System, image: bytes, singles: int, many: int, concurrency: int
+                     ) -> tuple[list[float], list[float], float]:  # fmt: skip
+    uploader = Uploader(system.settings)
+    try:
+        await uploader.sign_up()
+        for index in range(3):  # warm up every process's path
+            await uploader.convert(image, -index, POLL_SINGLE)
+        single_times, job_ids = [], []
+        for index in range(singles):
+            seconds, job_id = await uploader.convert(image, index, POLL_SINGLE)
+            single_times.append(seconds)
+            job_ids.append(job_id)
+            await asyncio.sleep(0.2)  # the workers idle again
+        waits = [await uploader.enqueue_to_start(job_id) for job_id in job_ids]
+
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(index: int) -> None:
+            async with limit:
+                await uploader.convert(image, 1000 + index, POLL_MANY)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(index) for index in range(many)))
+        rate = many / (time.perf_counter() - started)
+        return single_times, waits, rate
+    finally:
+        await uploader.peers.aclose()
+
+
+def measure(quick: bool) -> list[Row]:
+    image = the_image()
+    singles, many = (3, 10) if quick else (15, 40)
+    bare = bare_single(image, 3 if quick else 15)
+    bare_rate = bare_parallel(image, 6 if quick else 40)
+    with (
+        tempfile.TemporaryDirectory(prefix="mcsv-bench-conversion-") as tmp,
+        whole_system(Path(tmp)) as system,
+    ):
+        single_times, waits, rate = asyncio.run(_in_system(system, image, singles, many, 10))
+    single = statistics.median(single_times)
+    wait_ms = statistics.median(waits) * 1000
+    return [
+        Row(
+            goal="P2",
+            figure=f"one 1920x1080 PNG end to end (median of {singles})",
+            value=single * 1000, unit="ms", target="<= 1.25x bare convert",
+            met=single <= 1.25 * bare, peer="bare convert (same argv)",
+            peer_value=bare * 1000, ratio=single / bare,
+        ),
+        Row(
+            goal="P2",
+            figure=f"{many} conversions at concurrency 10",
+            value=rate, unit="conv/s", target=">= 0.8x two bare converts in parallel",
+            met=rate >= 0.8 * bare_rate, peer="2 bare converts in parallel",
+            peer_value=bare_rate, ratio=rate / bare_rate,
+        ),
+        Row(
+            goal="P2",
+            figure="enqueue -> worker start p50 (SQLite broker, in the system)",
+            value=wait_ms, unit="ms", target="<= 5 ms", met=wait_ms <= 5,
+        ),
+    ]  # fmt: skip
