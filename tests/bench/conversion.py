@@ -33,7 +33,7 @@ from tests.e2e.images import make_image
 from tests.e2e.system import whole_system
 
 POLL_SINGLE = 0.005  # seconds between two GetConversion calls of the single conversion
-POLL_MANY = 0.05  # ... of each of the concurrent ones
+POLL_MANY = 0.2  # ... of each of the concurrent ones (each poll costs user_svc CPU)
 OPTIONS = common_pb2.ConversionOptions(quality=common_pb2.PDF_QUALITY_MEDIUM, strip_metadata=True)
 
 

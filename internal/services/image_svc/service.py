@@ -99,7 +99,11 @@ class ImageService:
         image = await self._fetch(source_url)
         metrics.CONVERSION_BYTES_IN.inc(len(image))
         try:
-            info = imaging.inspect_image(image, max_pixels=self.max_image_pixels)
+            # In a thread: decoding every pixel takes a while, and the event loop serves the
+            # other conversions' transfers meanwhile.
+            info = await asyncio.to_thread(
+                imaging.inspect_image, image, max_pixels=self.max_image_pixels
+            )
         except imaging.ImageRejected as exc:
             raise invalid_argument("source_url", f"the image was refused: {exc.reason}") from exc
         with observability.tracer().start_as_current_span(
