@@ -3,7 +3,7 @@ it with `convert` under the project's hardened policy (policy.xml, installed by
 `python -m internal.imaging.install_policy`)."""
 
 from internal.imaging.errors import ConversionFailed, ImageMagickUnavailable, ImageRejected
-from internal.imaging.inspection import ImageInfo, inspect_image
+from internal.imaging.inspection import ImageInfo, check_pixels, inspect_image, read_header
 from internal.imaging.magick import ImageMagick, PdfResult
 
 __all__ = [
@@ -13,5 +13,7 @@ __all__ = [
     "ImageMagickUnavailable",
     "ImageRejected",
     "PdfResult",
+    "check_pixels",
     "inspect_image",
+    "read_header",
 ]

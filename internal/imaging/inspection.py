@@ -63,13 +63,32 @@ def inspect_image(
     The dimensions are read from the header before any pixel is decoded, so a decompression
     bomb is refused without being inflated. Within the limits the image is verified and
     decoded once (a JPEG at 1/8 scale), which catches truncated and corrupt files."""
+    info = read_header(data, max_pixels=max_pixels, max_bytes=max_bytes, max_side=max_side)
+    check_pixels(data)
+    return info
+
+
+def read_header(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_side: int = DEFAULT_MAX_SIDE,
+) -> ImageInfo:
+    """inspect_image's first half, quick: format, size, pixel count and side limits from the
+    header (a decompression bomb is refused here), and Pillow's structural verification (a
+    PNG's chunk checksums), without decoding pixels."""
     if not data:
         raise ImageRejected("the image is empty (0 bytes)")
     if len(data) > max_bytes:
         raise ImageRejected(f"the image is {len(data)} bytes, more than the limit of {max_bytes}")
-    info = _read_header(data, max_pixels, max_side)
+    return _read_header(data, max_pixels, max_side)
+
+
+def check_pixels(data: bytes) -> None:
+    """inspect_image's second half: decodes the pixels of an image read_header accepted;
+    ImageRejected when they are corrupt or truncated."""
     _decode(data)
-    return info
 
 
 def _read_header(data: bytes, max_pixels: int, max_side: int) -> ImageInfo:

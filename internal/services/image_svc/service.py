@@ -99,13 +99,16 @@ class ImageService:
         image = await self._fetch(source_url)
         metrics.CONVERSION_BYTES_IN.inc(len(image))
         try:
-            # In a thread: decoding every pixel takes a while, and the event loop serves the
-            # other conversions' transfers meanwhile.
             info = await asyncio.to_thread(
-                imaging.inspect_image, image, max_pixels=self.max_image_pixels
+                imaging.read_header, image, max_pixels=self.max_image_pixels
             )
         except imaging.ImageRejected as exc:
             raise invalid_argument("source_url", f"the image was refused: {exc.reason}") from exc
+        # ImageMagick gets the image once its header passed (format, size, pixel cap, chunk
+        # checksums), and converts it while Pillow decodes every pixel in another thread (on
+        # the other core): a corrupt or truncated image is refused all the same, and a sound
+        # one is not held up by that check (py-spy: 15-25 ms of a 100 ms conversion).
+        pixels = asyncio.ensure_future(asyncio.to_thread(imaging.check_pixels, image))
         with observability.tracer().start_as_current_span(
             "imagemagick convert",
             attributes={
@@ -116,13 +119,25 @@ class ImageService:
         ):
             try:
                 pdf = await asyncio.to_thread(self.magick.to_pdf, image, info, request.options)
-            except ValueError as exc:
-                raise invalid_argument("options", str(exc)) from exc
-            except imaging.ConversionFailed as exc:
+            except (ValueError, imaging.ConversionFailed) as exc:
+                await self._pixels_checked(pixels)  # a refused image: that is the answer
+                if isinstance(exc, ValueError):
+                    raise invalid_argument("options", str(exc)) from exc
                 raise TwirpError(ErrorCode.INTERNAL, f"ImageMagick failed: {exc}") from exc
+            finally:
+                if not pixels.done():
+                    await asyncio.wait([pixels])
+        await self._pixels_checked(pixels)
         await self._upload(upload_url, pdf.pdf)
         metrics.CONVERSION_BYTES_OUT.inc(len(pdf.pdf))
         return pdf, info, image
+
+    @staticmethod
+    async def _pixels_checked(pixels: asyncio.Future[None]) -> None:
+        try:
+            await pixels
+        except imaging.ImageRejected as exc:
+            raise invalid_argument("source_url", f"the image was refused: {exc.reason}") from exc
 
     def _storage_url(self, url: str, argument: str) -> str:
         """The URL, if it points at the configured storage; anything else is refused, so that
