@@ -99,6 +99,8 @@ class UserService:
         observability.tag(user_id=user.id)
         if created and lease and intent is not None:
             await self.relay.send_own(intent)  # sets intent.job_id when sent
+        elif created:
+            self.relay.wake()  # the intent is the relay's: at once, not at its next poll
         # A repeated request answers with the first one's job, once job_svc acknowledged it.
         # The API token only to the request that created the user: anyone may repeat a
         # sign-up, and must not get someone else's token by naming their email.
@@ -230,7 +232,9 @@ class UserService:
         if intent is None:  # a concurrent request with the same key was first
             await asyncio.to_thread(self.store.delete, source_key)
             observability.tag(conversion_id=row.id)
-        elif lease and await self.relay.send_own(intent) is Delivery.REJECTED:
+        elif not lease:
+            self.relay.wake()  # the intent is the relay's: at once, not at its next poll
+        elif await self.relay.send_own(intent) is Delivery.REJECTED:
             row = await asyncio.to_thread(self._conversion, row.id)  # failed by now
         else:
             row.job_id = intent.job_id
