@@ -214,11 +214,9 @@ class SQLiteBroker(Broker):
                 isolation_level=None,  # autocommit; transactions are explicit
                 check_same_thread=False,  # only so that close() can close it
             )
-            # FULL: a committed enqueue survives a power loss, not just a crash (see
-            # _locked_transaction for the writes that need not).
+            # FULL: a committed enqueue or ack survives a power loss, not just a crash.
             connection.execute("PRAGMA synchronous = FULL")
             self._local.connection = connection
-            self._local.synchronous = "FULL"
             with self._connections_lock:
                 self._connections.append(connection)
         return connection
@@ -233,24 +231,15 @@ class SQLiteBroker(Broker):
             raise ConnectionClosed(error) from error  # type: ignore[no-untyped-call]
 
     @contextmanager
-    def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction, holding this process's write lock and the database's."""
-        with self._write_lock, self._locked_transaction(durable=durable) as db:
+        with self._write_lock, self._locked_transaction() as db:
             yield db
 
     @contextmanager
-    def _locked_transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """A write transaction, for a caller that holds the write lock. Not `durable`: its
-        commit does not wait for the disk (a power loss, not a crash, may undo it, and the
-        next durable commit makes it durable too). For what a power loss may safely undo: a
-        claim or a lease renewal (the message is claimed again), an ack (the message runs
-        again: delivery is at least once) or a release; this spares the disk sync on the way
-        from an enqueue to its job's start."""
+    def _locked_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, for a caller that holds the write lock."""
         with self._db() as db:
-            synchronous = "FULL" if durable else "NORMAL"
-            if self._local.synchronous != synchronous:
-                db.execute(f"PRAGMA synchronous = {synchronous}")
-                self._local.synchronous = synchronous
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -405,7 +394,7 @@ class SQLiteBroker(Broker):
                 f"SELECT 1 FROM queue_messages WHERE {_DUE} LIMIT 1", params
             ).fetchone():
                 return []
-        with self._transaction(durable=False) as db:
+        with self._transaction() as db:
             # The clock is read once the write lock is held: a lease computed before a long
             # wait for the lock would start out already (nearly) expired, and another process
             # could claim the same message while this one runs it.
@@ -436,7 +425,7 @@ class SQLiteBroker(Broker):
                 if row_id not in self._unacked:
                     return  # deleted by the commit that held the lock meanwhile
                 ids = sorted(self._unacked)
-            with self._locked_transaction(durable=False) as db:
+            with self._locked_transaction() as db:
                 deleted = {
                     row[0]
                     for row in db.execute(
@@ -488,7 +477,7 @@ class SQLiteBroker(Broker):
         ids = list(row_ids)
         if not ids:
             return
-        with self._transaction(durable=False) as db:
+        with self._transaction() as db:
             db.execute(
                 "UPDATE queue_messages"
                 " SET leased_until = NULL, lease_owner = NULL, deliveries = MAX(deliveries - 1, 0)"
@@ -497,8 +486,7 @@ class SQLiteBroker(Broker):
             )
 
     def _renew_leases(self) -> None:
-        # The clock is read once the write lock is held.
-        with self._transaction(durable=False) as db:
+        with self._transaction() as db:  # the clock is read once the write lock is held
             db.execute(
                 "UPDATE queue_messages SET leased_until = ? WHERE lease_owner = ?",
                 (time.time() + self.visibility_timeout, self.lease_owner),
