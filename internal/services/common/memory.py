@@ -11,7 +11,6 @@ free at the top of the heap goes back past M_TRIM_THRESHOLD. Measured with tests
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -42,12 +41,3 @@ def return_large_blocks() -> bool:
     if not done:
         log.warning("could not set malloc's thresholds: large requests may stay in memory")
     return done
-
-
-def trim() -> None:
-    """Gives the free memory at the heap's top and in whole free pages back (malloc_trim)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL(name).malloc_trim(0)
