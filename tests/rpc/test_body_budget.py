@@ -1,7 +1,7 @@
 """The body budget (mcsv.twirp's BodyBudget, TwirpApp body_budget_bytes): large request bodies
 wait for their share of the budget before they are read, without losing a byte, without the
 wait counting against the body read timeout, and without delaying the typed refusal of a body
-over the limit. Served by uvicorn as the services are."""
+over the limit. Served by uvicorn, as the services are, and by hypercorn."""
 
 from __future__ import annotations
 
@@ -28,20 +28,29 @@ BODY_READ_TIMEOUT = 1.0
 HOLD = 0.4  # seconds each request holds its share after its body arrived
 
 
-@pytest.fixture(scope="module")
-def budget_url() -> Iterator[str]:
+SERVERS = {
+    # The services' server (perf-rpc's uvicorn, httptools: it pauses reading a connection
+    # whose app does not call receive) ...
+    "uvicorn": ["-m", "uvicorn", "tests.support.budget_app:app", "--host", "127.0.0.1",
+                "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--port"],
+    # ... and hypercorn (whose bounded queue to the app fills, then it stops reading).
+    "hypercorn": ["-m", "hypercorn", "tests.support.budget_app:app", "--bind"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def budget_url(request: pytest.FixtureRequest) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "uvicorn", "tests.support.budget_app:app", "--host",
-            "127.0.0.1", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
-            "--no-access-log"]  # fmt: skip
+    address = str(port) if request.param == "uvicorn" else f"127.0.0.1:{port}"
+    argv = [sys.executable, *SERVERS[request.param], address]
     env = {
         "MCSV_TEST_BODY_BUDGET_BYTES": str(BUDGET),
         "MCSV_TEST_MAX_BODY_BYTES": str(MAX_BODY),
         "MCSV_TEST_BODY_READ_TIMEOUT": str(BODY_READ_TIMEOUT),
         "MCSV_TEST_HOLD_SECONDS": str(HOLD),
     }
-    with serving(f"budget-{port}", argv, url + "/health", env=env):
+    with serving(f"budget-{request.param}-{port}", argv, url + "/health", env=env):
         yield url
 
 
