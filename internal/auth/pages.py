@@ -84,9 +84,7 @@ def operator_pages(
 
         return guarded
 
-    guarded_routes: list[BaseRoute] = [
-        Route(f"{prefix}/login", login, methods=["GET", "POST"])
-    ]
+    guarded_routes: list[BaseRoute] = [Route(f"{prefix}/login", login, methods=["GET", "POST"])]
     for route in routes:
         if not isinstance(route, Route):
             raise TypeError(f"operator_pages guards plain routes, not {route!r}")

@@ -29,7 +29,9 @@ ARTIFACTS = Path(
 
 
 @contextmanager
-def chromium(width: int = 1366, height: int = 900, phone: bool = False) -> Iterator[webdriver.Chrome]:
+def chromium(
+    width: int = 1366, height: int = 900, phone: bool = False
+) -> Iterator[webdriver.Chrome]:
     """A headless Chromium showing pages this size, quit when the block ends. A phone's
     screen is emulated (a window cannot be made that narrow), touch and all."""
     options = webdriver.ChromeOptions()

@@ -13,7 +13,7 @@ import json
 from importlib import resources
 from typing import Any
 
-import swagger_ui_bundle
+import swagger_ui_bundle  # type: ignore[import-untyped]  # ships no type information
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route

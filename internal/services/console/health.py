@@ -27,9 +27,7 @@ class Readiness:
 async def readiness(settings: config.Settings, http: httpx.AsyncClient) -> list[Readiness]:
     """Each replica of each service, in the registry's order."""
     probes = [
-        _probe(http, service, url)
-        for service in registry.NAMES
-        for url in settings.urls(service)
+        _probe(http, service, url) for service in registry.NAMES for url in settings.urls(service)
     ]
     return list(await asyncio.gather(*probes))
 

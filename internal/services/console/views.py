@@ -32,14 +32,16 @@ from internal.services.console.health import readiness
 PREFIX = "/console"
 PAGE_SIZE = 50
 FINAL = {"completed", "discarded", "cancelled"}
+JOB_STATE_VALUES = job_pb2.JobState.DESCRIPTOR.values_by_name
+CONVERSION_STATE_VALUES = user_pb2.ConversionState.DESCRIPTOR.values_by_name
 JOB_STATES = [
     name.removeprefix("JOB_STATE_").lower()
-    for name in job_pb2.JobState.keys()
+    for name in JOB_STATE_VALUES
     if name != "JOB_STATE_UNSPECIFIED"
 ]
 CONVERSION_STATES = [
     name.removeprefix("CONVERSION_STATE_").lower()
-    for name in user_pb2.ConversionState.keys()
+    for name in CONVERSION_STATE_VALUES
     if name != "CONVERSION_STATE_UNSPECIFIED"
 ]
 KNOWN_QUEUES = ["emails", "conversions", "reports"]
@@ -100,12 +102,12 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
         query = request.query_params
         chosen = {k: query.get(k, "") for k in ("queue", "state", "actor")}
         state = f"JOB_STATE_{chosen['state'].upper()}" if chosen["state"] else ""
-        if state and state not in job_pb2.JobState.keys():
+        if state and state not in JOB_STATE_VALUES:
             raise TwirpError(ErrorCode.INVALID_ARGUMENT, f"no job state {chosen['state']!r}")
         answer = await clients.jobs.list_jobs(
             job_pb2.ListJobsRequest(
                 queue=chosen["queue"],
-                state=job_pb2.JobState.Value(state) if state else 0,
+                state=state or None,
                 actor=chosen["actor"],
                 page_size=PAGE_SIZE,
                 page_token=query.get("page", ""),
@@ -126,7 +128,11 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
     async def job(request: Request) -> Mapping[str, Any]:
         answer = await clients.jobs.get_job(job_pb2.GetJobRequest(id=request.path_params["id"]))
         kind = answer.job.WhichOneof("args")
-        args = json_format.MessageToDict(getattr(answer.job, kind), preserving_proto_field_name=True) if kind else {}  # fmt: skip
+        args = (
+            json_format.MessageToDict(getattr(answer.job, kind), preserving_proto_field_name=True)
+            if kind
+            else {}
+        )
         current = state_name(answer.job.state)
         return {
             "job": answer.job,
@@ -136,19 +142,19 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
             "final": current in FINAL,
             "may_cancel": current not in FINAL,
             "may_retry": current in ("discarded", "cancelled"),
-            "event_name": lambda t: job_pb2.JobEventType.Name(t).removeprefix("JOB_EVENT_TYPE_").lower(),  # fmt: skip
+            "event_name": event_name,
         }
 
     async def conversions(request: Request) -> Mapping[str, Any]:
         query = request.query_params
         chosen = {k: query.get(k, "") for k in ("state", "user_id")}
         state = f"CONVERSION_STATE_{chosen['state'].upper()}" if chosen["state"] else ""
-        if state and state not in user_pb2.ConversionState.keys():
+        if state and state not in CONVERSION_STATE_VALUES:
             raise TwirpError(ErrorCode.INVALID_ARGUMENT, f"no state {chosen['state']!r}")
         answer = await clients.users.list_conversions(
             user_pb2.ListConversionsRequest(
                 user_id=chosen["user_id"],
-                state=user_pb2.ConversionState.Value(state) if state else 0,
+                state=state or None,
                 page_size=PAGE_SIZE,
                 page_token=query.get("page", ""),
             )
@@ -180,7 +186,8 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
         }
 
     async def email(request: Request) -> Mapping[str, Any]:
-        answer = await clients.emails.get_email(email_pb2.GetEmailRequest(id=request.path_params["id"]))  # fmt: skip
+        wanted = email_pb2.GetEmailRequest(id=request.path_params["id"])
+        answer = await clients.emails.get_email(wanted)
         return {"email": answer.email}
 
     return [
@@ -201,9 +208,7 @@ def _kept(filters: Mapping[str, str]) -> str:
 def _links(settings: config.Settings) -> list[tuple[str, str]]:
     """The console's links elsewhere: each service's API docs, Prometheus and Grafana when
     configured."""
-    found = [
-        (f"{name} API", f"{settings.url(name)}/docs") for name in registry.CONTRACT_NAMES
-    ]
+    found = [(f"{name} API", f"{settings.url(name)}/docs") for name in registry.CONTRACT_NAMES]
     if settings.prometheus_url:
         found.append(("Prometheus", settings.prometheus_url))
     if settings.grafana_url:
@@ -220,6 +225,10 @@ def when(stamp: Timestamp) -> str:
 
 def state_name(value: int) -> str:
     return job_pb2.JobState.Name(value).removeprefix("JOB_STATE_").lower()
+
+
+def event_name(value: int) -> str:
+    return job_pb2.JobEventType.Name(value).removeprefix("JOB_EVENT_TYPE_").lower()
 
 
 def conversion_state_name(value: int) -> str:
@@ -253,4 +262,4 @@ def page_size(conversion: user_pb2.Conversion) -> str:
     width, height = conversion.result.page_width_points, conversion.result.page_height_points
     if not width or not height:
         return ""
-    return f"{width:.0f} × {height:.0f} pt ({width * 25.4 / 72:.0f} × {height * 25.4 / 72:.0f} mm)"
+    return f"{width:.0f} x {height:.0f} pt ({width * 25.4 / 72:.0f} x {height * 25.4 / 72:.0f} mm)"
