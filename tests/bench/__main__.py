@@ -20,6 +20,7 @@ PARTS: dict[str, str] = {
     "P2": "conversion",
     "P5": "memory",
     "P1": "welcome",
+    "C1": "console_pages",  # the operator's console (issue 12)
 }
 
 
