@@ -6,7 +6,6 @@ job_svc's errors through; ListConversions pages and filters conversions for the 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
