@@ -137,6 +137,9 @@ def test_an_operator_retries_a_discarded_job_in_the_console_and_calls_an_rpc_fro
 def test_the_console_fits_a_phone_and_refuses_strangers(tmp_path: Path) -> None:
     with whole_system(tmp_path, workers=1) as system:
         settings = system.settings
+        with peer(settings, UserServiceClient) as users, peer(settings, JobServiceClient) as jobs:
+            made = users.create_user(user_pb2.CreateUserRequest(name="Pho Ne", email="p@ex.com"))
+            wait_job(jobs, made.job_id, FINAL)
         console = f"{settings.url('console')}/console"
         with chromium(390, 844, phone=True) as browser:
             browser.get(f"{console}/jobs")
@@ -152,4 +155,6 @@ def test_the_console_fits_a_phone_and_refuses_strangers(tmp_path: Path) -> None:
             browser.find_element(By.LINK_TEXT, "Jobs").click()
             wait(browser).until(ready.url_contains("/console/jobs"))
             assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+            link = browser.find_element(By.CSS_SELECTOR, "#jobs a.job-link")  # in sight
+            assert link.rect["x"] + link.rect["width"] <= 390
             screenshot(browser, "8-jobs-phone")
