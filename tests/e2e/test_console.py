@@ -18,12 +18,19 @@ from internal.supervisor import System
 from tests.e2e.system import CONVERSION, peer, succeeded, wait_for, wait_job, whole_system
 from tests.e2e.test_lifecycle import convert
 
+PROMETHEUS_URL = "http://prometheus.invalid:9090"
+GRAFANA_URL = "http://grafana.invalid:3000"
 FINAL = {job_pb2.JOB_STATE_COMPLETED, job_pb2.JOB_STATE_DISCARDED, job_pb2.JOB_STATE_CANCELLED}
 
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    with whole_system(tmp_path_factory.mktemp("console"), workers=1) as running:
+    with whole_system(
+        tmp_path_factory.mktemp("console"),
+        workers=1,
+        PROMETHEUS_URL=PROMETHEUS_URL,
+        GRAFANA_URL=GRAFANA_URL,
+    ) as running:
         yield running
 
 
@@ -49,6 +56,10 @@ def test_pages_are_the_operators_only(system: System, operator: httpx.Client) ->
         assert httpx.get(console + path).status_code == 401, path
         assert operator.get(path).status_code == 200, path
     assert httpx.post(f"{console}/console/login", data={"token": "guess"}).status_code == 401
+    overview = operator.get("/console").text
+    assert f'href="{PROMETHEUS_URL}"' in overview and f'href="{GRAFANA_URL}"' in overview
+    for service in ("client_svc", "user_svc", "job_svc", "email_svc", "image_svc"):
+        assert f'href="{system.settings.url(service)}/docs"' in overview
     assert operator.get("/console/jobs?state=bogus").status_code == 400
     assert operator.get("/console/jobs/no-such-job").status_code == 404
     assert operator.get("/console/emails/no-such-email").status_code == 404
