@@ -101,12 +101,10 @@ def fixed_response() -> job_pb2.GetJobResponse:
         (job_pb2.JOB_EVENT_TYPE_COMPLETED, 3, ""),
     ]
     events = [
-        job_pb2.JobEvent(
-            job_id=job_id, sequence=n, type=kind, occurred_at=at(n), attempt=attempt,
-            message=message, worker=worker if attempt else "",
-        )  # fmt: skip
+        job_pb2.JobEvent(job_id=job_id, sequence=n, type=kind, occurred_at=at(n),
+                         attempt=attempt, message=message, worker=worker if attempt else "")
         for n, (kind, attempt, message) in enumerate(kinds, start=1)
-    ]
+    ]  # fmt: skip
     return job_pb2.GetJobResponse(job=job, events=events)
 
 
@@ -117,12 +115,19 @@ REQUEST = job_pb2.GetJobRequest(id="0197a3c2-5e1f-7b42-9d0e-4c8a1f2b3d4e")
 
 
 def serve_ours(port: int) -> None:
+    from internal.services.common.app import run
+
+    run(ours_app(), "127.0.0.1", port)
+
+
+def ours_app() -> Any:
+    """job_svc's app stack (service_app) serving the fixed GetJob answer."""
     from mcsv.twirp import Context, ErrorCode, TwirpError
     from mcsv.v1.job_twirp_server import JobServiceServer
 
     from internal import config, observability
     from internal.auth import policy
-    from internal.services.common.app import run, service_app
+    from internal.services.common.app import service_app
 
     # GetJob is the operator's; the bench's caller is a service, so that the server verifies
     # a real service token on every call.
@@ -144,7 +149,7 @@ def serve_ours(port: int) -> None:
     observability.configure("job_svc")
     settings = config.load()
     server = JobServiceServer(service=Jobs())  # type: ignore[arg-type]
-    run(service_app("job_svc", settings, [server]), "127.0.0.1", port)
+    return service_app("job_svc", settings, [server])
 
 
 def serve_grpc(port: int) -> None:
@@ -154,7 +159,7 @@ def serve_grpc(port: int) -> None:
     answer = fixed_response()
 
     class Jobs(job_pb2_grpc.JobServiceServicer):  # type: ignore[misc]
-        async def GetJob(self, request: job_pb2.GetJobRequest, context: Any) -> Any:  # noqa: N802
+        async def GetJob(self, request: job_pb2.GetJobRequest, context: Any) -> Any:
             return answer
 
     async def main() -> None:
@@ -299,7 +304,8 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], errors: Path) -
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"a bench server exited with {process.returncode}:\n{errors.read_text()}")
+            problem = errors.read_text()
+            raise RuntimeError(f"a bench server exited with {process.returncode}:\n{problem}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
