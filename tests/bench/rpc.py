@@ -148,7 +148,7 @@ def ours_app() -> Any:
 
     observability.configure("job_svc")
     settings = config.load()
-    server = JobServiceServer(service=Jobs())  # type: ignore[arg-type]
+    server = JobServiceServer(service=Jobs())
     return service_app("job_svc", settings, [server])
 
 

@@ -20,7 +20,7 @@ wire behaviour of the reference Go server (twitchtv/twirp, protocol v7):
 - served on its own (not mounted), it answers the lifespan protocol.
 
 It needs nothing beyond the standard library and protobuf; serve it with any ASGI server:
-    app = TwirpApp(UserServiceServer(service=Users()))      # hypercorn module:app
+    app = TwirpApp(UserServiceServer(service=Users()))      # uvicorn module:app
 """
 
 from __future__ import annotations
