@@ -12,6 +12,7 @@ aiohttp").
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -101,14 +102,17 @@ class Urllib3Transport:
 
 class AiohttpTransport:
     """asyncio HTTP/1.1 with connection reuse (aiohttp). Its session is made on the first
-    request, inside the event loop it then belongs to."""
+    request, inside the event loop it then belongs to (and made again should the transport
+    be used from another loop later, e.g. after another asyncio.run)."""
 
     def __init__(self, pool_size: int = 100) -> None:
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
+        self._loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=KEEPALIVE_SECONDS)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -124,7 +128,9 @@ class AiohttpTransport:
         return timeout
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
-        session = self._session if self._session is not None else self._open()
+        session = self._session
+        if session is None or self._loop is not asyncio.get_running_loop():
+            session = self._open()
         try:
             async with session.post(
                 request.url,
