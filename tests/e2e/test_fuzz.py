@@ -137,8 +137,8 @@ def _post_raw(system: System, rpc: Rpc, body: bytes, content_type: str) -> None:
     status_line, _, rest = answer.partition(b"\r\n")
     status = int(status_line.split()[1])
     assert 400 <= status < 500, (rpc.path, content_type, answer[:300])
-    head, _, payload = rest.partition(b"\r\n\r\n")
-    if b"content-type: application/json" in head.lower():  # a Twirp error: typed
+    answer_head, _, payload = rest.partition(b"\r\n\r\n")
+    if b"content-type: application/json" in answer_head.lower():  # a Twirp error: typed
         assert json.loads(payload)["code"] in CLIENT_ERROR_CODES, (rpc.path, payload)
     else:  # the HTTP server's own refusal (uvicorn: "Invalid HTTP request received.")
         assert status == 400, (rpc.path, answer[:300])
