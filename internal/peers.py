@@ -12,7 +12,8 @@ The generated clients leave a transport they were handed open, so the peers keep
 they made and close them together (close()/aclose(), or the with blocks).
 
 Every call carries the credential of `identity` (internal.auth.credentials): a service name
-sends a fresh service token per call, "operator" sends OPERATOR_TOKEN."""
+sends its service token (minted per called service, cached until a third of its life is
+left), "operator" sends OPERATOR_TOKEN."""
 
 from __future__ import annotations
 
