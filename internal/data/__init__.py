@@ -4,7 +4,10 @@ both."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -126,13 +129,35 @@ def create_tables(
         ).execute()
 
 
-def write_transaction(database: peewee.Database) -> Any:
+@contextmanager
+def write_transaction(database: peewee.Database) -> Iterator[None]:
     """A transaction that will write. On SQLite it takes the write lock up front (BEGIN
     IMMEDIATE): two processes that both read then write would otherwise deadlock on the lock
-    upgrade, and one of them fail with 'database is locked'."""
+    upgrade, and one of them fail with 'database is locked'. The threads of one process take
+    turns on a lock of their own first: SQLite makes a writer that finds its lock taken sleep
+    and retry (1, 2, 5, 10... ms), far longer than the transaction it waits for."""
     if isinstance(database, peewee.SqliteDatabase):
-        return database.atomic("IMMEDIATE")
-    return database.atomic()
+        with _writer_lock(database), database.atomic("IMMEDIATE"):
+            yield
+    else:
+        with database.atomic():
+            yield
+
+
+_WRITER_LOCKS: weakref.WeakKeyDictionary[peewee.Database, threading.RLock] = (
+    weakref.WeakKeyDictionary()
+)
+_WRITER_LOCKS_LOCK = threading.Lock()
+
+
+def _writer_lock(database: peewee.Database) -> threading.RLock:
+    """The lock this process's writers to `database` take turns on (re-entrant: a write
+    transaction may open another, a savepoint, inside)."""
+    with _WRITER_LOCKS_LOCK:
+        lock = _WRITER_LOCKS.get(database)
+        if lock is None:
+            lock = _WRITER_LOCKS[database] = threading.RLock()
+        return lock
 
 
 def locked(query: Any) -> Any:

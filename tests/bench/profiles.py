@@ -33,6 +33,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
     parser.add_argument("--out", type=Path, default=Path("var/profiles"))
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--gil", action="store_true", help="only samples holding the GIL: Python's CPU time"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).parent / "py-spy"
@@ -43,14 +46,17 @@ def main() -> None:
         recorders = {
             name: subprocess.Popen(
                 [str(spy), "record", "--pid", str(child.process.pid), "--format", "raw",
-                 "--rate", "100", "--output", str(args.out / f"{name}.txt"), "--nonblocking"],
+                 "--rate", "100", "--output", str(args.out / f"{name}.txt"), "--nonblocking",
+                 *(["--gil"] if args.gil else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             for name, child in system.children.items()
             if child.process is not None
         }
         time.sleep(1)  # attached
-        shape = ["--rate", f"{args.rate:g}"] if args.rate else ["--concurrency", str(args.concurrency)]
+        shape = ["--concurrency", str(args.concurrency)]
+        if args.rate:
+            shape = ["--rate", f"{args.rate:g}"]
         figures = load(system, "--users", str(args.users), *shape)
         for recorder in recorders.values():
             recorder.send_signal(2)  # SIGINT: py-spy writes its output and exits
