@@ -168,13 +168,16 @@ def locked(query: Any) -> Any:
 
 def insert_once(model: type[M], unique: Any, **values: Any) -> tuple[M, bool]:
     """Creates a row unless one with the same unique value exists; returns (row, created).
-    Two processes racing on the same value both end with the one row: the loser's insert
-    fails inside a savepoint and it reads the winner's. Call inside a write transaction."""
-    existing = model.get_or_none(unique == values[unique.name])
-    if existing is not None:
-        return existing, False
-    try:
-        with model._meta.database.atomic():  # a savepoint: a failed insert spoils nothing else
-            return model.create(**values), True
-    except peewee.IntegrityError:
-        return model.get(unique == values[unique.name]), False
+    One statement when the value is new (INSERT ... ON CONFLICT DO NOTHING RETURNING the
+    row, defaults included). Two processes racing on the same value both end with the one
+    row: the loser's insert does nothing and it reads the winner's (on PostgreSQL its insert
+    waits for the winner's commit). Call inside a write transaction."""
+    inserted: list[M] = list(
+        model.insert(**values)
+        .on_conflict(conflict_target=[unique], action="IGNORE")
+        .returning(*model._meta.sorted_fields)
+        .execute()
+    )
+    if inserted:
+        return inserted[0], True
+    return model.get(unique == values[unique.name]), False

@@ -83,6 +83,8 @@ class JobRow(peewee.Model):
     class Meta:
         table_name = "jobs"
         indexes = ((("sent", "dispatched_at"), False),)
+        # save() writes only the fields a transition changed (a few, of nineteen).
+        only_save_dirty = True
 
 
 class JobEventRow(peewee.Model):

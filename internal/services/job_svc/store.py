@@ -283,7 +283,7 @@ class JobStore:
             dispatched_at=now,
         )
         if created:
-            self._event(job, job_pb2.JOB_EVENT_TYPE_ENQUEUED, now)
+            self._event(job, job_pb2.JOB_EVENT_TYPE_ENQUEUED, now, sequence=1)
         return job, created
 
     def _report(
@@ -308,7 +308,8 @@ class JobStore:
                 job_pb2.JOB_STATE_EXECUTING, 1, now, run_by
             )  # fmt: skip
             reporter.save()
-            self._event(reporter, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=run_by)
+            # Its second event: it was enqueued (1) a moment ago, in this transaction.
+            self._event(reporter, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=run_by, sequence=2)
         return [reporter]
 
     def _end(self, job: JobRow, state: int, now: float) -> None:
@@ -329,16 +330,25 @@ class JobStore:
         return found(job, "job", job_id)
 
     def _event(
-        self, job: JobRow, type_: int, at: float, *, message: str = "", worker: str = ""
+        self,
+        job: JobRow,
+        type_: int,
+        at: float,
+        *,
+        message: str = "",
+        worker: str = "",
+        sequence: int = 0,
     ) -> int:
-        """Appends an event to the job's history; returns its sequence."""
-        last = (
-            JobEventRow.select(peewee.fn.MAX(JobEventRow.sequence))
-            .where(JobEventRow.job_id == job.id)
-            .scalar()
-        )
-        sequence = (last or 0) + 1
-        JobEventRow.create(
+        """Appends an event to the job's history; returns its sequence (`sequence` when the
+        caller knows it: a job created in this transaction)."""
+        if not sequence:
+            last = (
+                JobEventRow.select(peewee.fn.MAX(JobEventRow.sequence))
+                .where(JobEventRow.job_id == job.id)
+                .scalar()
+            )
+            sequence = (last or 0) + 1
+        JobEventRow.insert(
             job_id=job.id,
             sequence=sequence,
             type=type_,
@@ -346,7 +356,7 @@ class JobStore:
             attempt=job.attempt,
             message=message,
             worker=worker,
-        )
+        ).execute()
         return sequence
 
 
