@@ -44,6 +44,7 @@ class JobStore:
     def __init__(self, database: peewee.Database, policy: RetryPolicy) -> None:
         self.database = database
         self.policy = policy
+        self.sql = HotStatements(database)
 
     # -- enqueueing ---------------------------------------------------------------------
 
@@ -105,7 +106,7 @@ class JobStore:
         the queue delivered the message again."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
+            job: JobRow | None = self._locked(job_id)
             if job is None or job.state in FINAL_STATES or job.dispatch != dispatch:
                 return None
             job.state, job.attempt, job.attempted_at, job.worker = (
@@ -121,7 +122,7 @@ class JobStore:
         the job's worker. Returns that report, to run."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
+            fresh = found(self._locked(job.id), "job", job.id)
             if fresh.state == job_pb2.JOB_STATE_COMPLETED:
                 return []  # a second run of the same message finished first
             self._end(fresh, job_pb2.JOB_STATE_COMPLETED, now)
@@ -136,7 +137,7 @@ class JobStore:
         it is."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
+            fresh = found(self._locked(job.id), "job", job.id)
             self._record_error(fresh, error, now)
             self._event(fresh, job_pb2.JOB_EVENT_TYPE_FAILED, now, message=error, worker=job.worker)
             if fresh.state != job_pb2.JOB_STATE_EXECUTING or fresh.dispatch != job.dispatch:
@@ -168,7 +169,7 @@ class JobStore:
         the job (None when nothing changed) and the report to run."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
+            job: JobRow | None = self._locked(job_id)
             if job is None or job.state in FINAL_STATES or job.dispatch != dispatch:
                 return None, []
             message = f"given up by the job queue: {reason}"
@@ -326,8 +327,12 @@ class JobStore:
         job.errors = json.dumps(errors)
 
     def _get(self, job_id: str) -> JobRow:
-        job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
-        return found(job, "job", job_id)
+        return found(self._locked(job_id), "job", job_id)
+
+    def _locked(self, job_id: str) -> JobRow | None:
+        """The job, its row locked until the transaction ends (on PostgreSQL)."""
+        rows: list[JobRow] = list(JobRow.raw(self.sql.locked_job, job_id))
+        return rows[0] if rows else None
 
     def _event(
         self,
@@ -342,22 +347,32 @@ class JobStore:
         """Appends an event to the job's history; returns its sequence (`sequence` when the
         caller knows it: a job created in this transaction)."""
         if not sequence:
-            last = (
-                JobEventRow.select(peewee.fn.MAX(JobEventRow.sequence))
-                .where(JobEventRow.job_id == job.id)
-                .scalar()
-            )
+            read = self.database.execute_sql(self.sql.last_event, (job.id,))  # type: ignore[no-untyped-call]
+            (last,) = read.fetchone()
             sequence = (last or 0) + 1
-        JobEventRow.insert(
-            job_id=job.id,
-            sequence=sequence,
-            type=type_,
-            occurred_at=at,
-            attempt=job.attempt,
-            message=message,
-            worker=worker,
-        ).execute()
+        self.database.execute_sql(  # type: ignore[no-untyped-call]
+            self.sql.add_event, (job.id, sequence, type_, at, job.attempt, message, worker)
+        )
         return sequence
+
+
+class HotStatements:
+    """The SQL of the statements every job runs several times, written once: peewee builds
+    a query's SQL anew on each run, which cost most of a worker's time per job. The tables'
+    models still define the schema; these name its columns."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        param = database.param
+        jobs, events = JobRow._meta.table_name, JobEventRow._meta.table_name
+        columns = ", ".join(f'"{field.column_name}"' for field in JobRow._meta.sorted_fields)
+        lock = " FOR UPDATE" if database.for_update else ""
+        self.locked_job = f'SELECT {columns} FROM "{jobs}" WHERE "id" = {param}{lock}'
+        self.last_event = f'SELECT MAX("sequence") FROM "{events}" WHERE "job_id" = {param}'
+        event_columns = ("job_id", "sequence", "type", "occurred_at", "attempt", "message",
+                         "worker")  # fmt: skip
+        quoted = ", ".join(f'"{column}"' for column in event_columns)
+        values = ", ".join(param for _ in event_columns)
+        self.add_event = f'INSERT INTO "{events}" ({quoted}) VALUES ({values})'
 
 
 def open_jobs(settings: config.Settings) -> JobStore:
