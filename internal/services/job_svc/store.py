@@ -59,9 +59,9 @@ class JobStore:
     def mark_sent(self, job_id: str, dispatch: int) -> None:
         """The message numbered `dispatch` is on the queue (unless a newer one replaced it)."""
         with self.database.connection_context():
-            JobRow.update(sent=True).where(
-                (JobRow.id == job_id) & (JobRow.dispatch == dispatch)
-            ).execute()
+            self.database.execute_sql(  # type: ignore[no-untyped-call]
+                self.sql.mark_sent, (True, job_id, dispatch)
+            )
 
     def claim_unsent(self, before: float, stuck_before: float, limit: int = 100) -> list[JobRow]:
         """Jobs that have no message and need one, each given a new dispatch number to send
@@ -367,6 +367,9 @@ class HotStatements:
         columns = ", ".join(f'"{field.column_name}"' for field in JobRow._meta.sorted_fields)
         lock = " FOR UPDATE" if database.for_update else ""
         self.locked_job = f'SELECT {columns} FROM "{jobs}" WHERE "id" = {param}{lock}'
+        self.mark_sent = (
+            f'UPDATE "{jobs}" SET "sent" = {param} WHERE "id" = {param} AND "dispatch" = {param}'
+        )
         self.last_event = f'SELECT MAX("sequence") FROM "{events}" WHERE "job_id" = {param}'
         event_columns = ("job_id", "sequence", "type", "occurred_at", "attempt", "message",
                          "worker")  # fmt: skip
