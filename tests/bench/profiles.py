@@ -39,17 +39,30 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).parent / "py-spy"
-    with tempfile.TemporaryDirectory(prefix="profile-welcome-") as tmp, whole_system(
-        Path(tmp)
-    ) as system:
+    with (
+        tempfile.TemporaryDirectory(prefix="profile-welcome-") as tmp,
+        whole_system(Path(tmp)) as system,
+    ):
         load(system, "--users", "200", "--concurrency", str(args.concurrency))  # warm up
         recorders = {
             name: subprocess.Popen(
-                [str(spy), "record", "--pid", str(child.process.pid), "--format", "raw",
-                 "--rate", "100", "--output", str(args.out / f"{name}.txt"), "--nonblocking",
-                 *(["--gil"] if args.gil else [])],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                [
+                    str(spy),
+                    "record",
+                    "--pid",
+                    str(child.process.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "100",
+                    "--output",
+                    str(args.out / f"{name}.txt"),
+                    "--nonblocking",
+                    *(["--gil"] if args.gil else []),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             for name, child in system.children.items()
             if child.process is not None
         }
