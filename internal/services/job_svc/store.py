@@ -265,8 +265,21 @@ class JobStore:
     # -- helpers (inside a write transaction) -----------------------------------------------
 
     def _insert(
-        self, kind: JobKind[ArgsT], args: bytes, idempotency_key: str, now: float
+        self,
+        kind: JobKind[ArgsT],
+        args: bytes,
+        idempotency_key: str,
+        now: float,
+        started_by: str = "",
     ) -> tuple[JobRow, bool]:
+        """The job for this key, created (True) if new: waiting for its message or, with
+        `started_by`, in its first attempt by that worker (events enqueued, then started)."""
+        started = (
+            {"state": job_pb2.JOB_STATE_EXECUTING, "attempt": 1, "attempted_at": now,
+             "worker": started_by}
+            if started_by
+            else {"state": job_pb2.JOB_STATE_AVAILABLE}
+        )  # fmt: skip
         job, created = insert_once(
             JobRow,
             JobRow.idempotency_key,
@@ -274,7 +287,6 @@ class JobStore:
             idempotency_key=idempotency_key,
             queue=kind.queue,
             actor=kind.actor,
-            state=job_pb2.JOB_STATE_AVAILABLE,
             args=args,
             inserted_at=now,
             scheduled_at=now,
@@ -282,9 +294,12 @@ class JobStore:
             dispatch=1,
             sent=False,
             dispatched_at=now,
+            **started,
         )
         if created:
-            self._event(job, job_pb2.JOB_EVENT_TYPE_ENQUEUED, now, sequence=1)
+            self._event(job, job_pb2.JOB_EVENT_TYPE_ENQUEUED, now, sequence=1, attempt=0)
+            if started_by:
+                self._event(job, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=started_by, sequence=2)
         return job, created
 
     def _report(
@@ -301,17 +316,9 @@ class JobStore:
         if report is None:
             return []
         stamped = outcomes.stamped(report, version, now).SerializeToString()
-        reporter, created = self._insert(REPORT, stamped, outcomes.report_key(job, version), now)
-        if not created:
-            return []
-        if run_by:
-            reporter.state, reporter.attempt, reporter.attempted_at, reporter.worker = (
-                job_pb2.JOB_STATE_EXECUTING, 1, now, run_by
-            )  # fmt: skip
-            reporter.save()
-            # Its second event: it was enqueued (1) a moment ago, in this transaction.
-            self._event(reporter, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=run_by, sequence=2)
-        return [reporter]
+        key = outcomes.report_key(job, version)
+        reporter, created = self._insert(REPORT, stamped, key, now, started_by=run_by)
+        return [reporter] if created else []
 
     def _end(self, job: JobRow, state: int, now: float) -> None:
         """A final state: the job owes no message any more (nor does resend_unsent look)."""
@@ -343,15 +350,17 @@ class JobStore:
         message: str = "",
         worker: str = "",
         sequence: int = 0,
+        attempt: int | None = None,
     ) -> int:
         """Appends an event to the job's history; returns its sequence (`sequence` when the
-        caller knows it: a job created in this transaction)."""
+        caller knows it: a job created in this transaction). `attempt`: the job's own."""
         if not sequence:
             read = self.database.execute_sql(self.sql.last_event, (job.id,))  # type: ignore[no-untyped-call]
             (last,) = read.fetchone()
             sequence = (last or 0) + 1
+        attempt = job.attempt if attempt is None else attempt
         self.database.execute_sql(  # type: ignore[no-untyped-call]
-            self.sql.add_event, (job.id, sequence, type_, at, job.attempt, message, worker)
+            self.sql.add_event, (job.id, sequence, type_, at, attempt, message, worker)
         )
         return sequence
 
