@@ -93,8 +93,19 @@ setup-tools:
     $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 
+# Debian's headless browser for the browser tests (tests/browser): chromium and its
+# chromium-driver, which Selenium drives. Needs root or sudo.
+setup-browser:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    test -x /usr/bin/chromium && test -x /usr/bin/chromedriver && exit 0
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium chromium-driver
+
 # Run the test suite (pass pytest arguments after the recipe name).
-test *args: setup-imagemagick setup-tools
+test *args: setup-imagemagick setup-tools setup-browser
     pytest {{args}}
 
 # What CI runs: contracts, lint and tests.

@@ -1,6 +1,7 @@
-"""Brings the whole system up on this machine: the five services and the job workers as
-processes, configured from the environment and .env. Waits until every service is ready,
-prints the URLs, optionally runs the demo, then shows the logs until Ctrl-C."""
+"""Brings the whole system up on this machine: the five services, the operator's console and
+the job workers as processes, configured from the environment and .env. Waits until every
+service is ready, prints the URLs (the console's among them), optionally runs the demo, then
+shows the logs until Ctrl-C."""
 
 import argparse
 import os
@@ -43,10 +44,11 @@ def main() -> int:
 
     settings = system.settings
     print("\nmcsv is up:")
-    for service in registry.NAMES:
-        print(f"  {service:<10} {settings.url(service)}  (Twirp at /twirp/..., /health, /ready)")
-    mailbox = login_url(settings, f"{settings.url('email_svc')}/mailbox")
-    print(f"  mailbox    {mailbox}  (signs the browser in as the operator)")
+    for service in registry.CONTRACT_NAMES:
+        print(f"  {service:<10} {settings.url(service)}  (Twirp at /twirp/..., API docs at /docs)")
+    console = f"{settings.url('console')}/console"
+    print(f"  console    {console}  (jobs, conversions, mailbox, health)")
+    print(f"  sign in    {login_url(settings, console)}  (signs the browser in as the operator)")
     print(f"  operator   OPERATOR_TOKEN in {settings.data_dir}/operator-token, unless set")
     print(f"  data       {settings.data_dir}")
     print("Ctrl-C stops everything.\n", flush=True)

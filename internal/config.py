@@ -74,6 +74,9 @@ class Settings:
     supervisor_stable_seconds: float
     supervisor_max_restarts: int
     supervisor_restart_period_seconds: float
+    # Where the operator's console links to Prometheus and Grafana ("": not shown).
+    prometheus_url: str = ""
+    grafana_url: str = ""
 
     def url(self, service: str) -> str:
         """The service's (first replica's) base URL."""
@@ -143,6 +146,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         supervisor_stable_seconds=_float(env, "SUPERVISOR_STABLE_SECONDS", 30.0),
         supervisor_max_restarts=_int(env, "SUPERVISOR_MAX_RESTARTS", 10),
         supervisor_restart_period_seconds=_float(env, "SUPERVISOR_RESTART_PERIOD_SECONDS", 60.0),
+        prometheus_url=_optional_url(env, "PROMETHEUS_URL"),
+        grafana_url=_optional_url(env, "GRAFANA_URL"),
     )
 
 
@@ -165,6 +170,14 @@ def _url_list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...
         if urlsplit(url).scheme not in ("http", "https"):
             raise ConfigError(f"{name}={url!r} is not an http(s) URL")
     return urls
+
+
+def _optional_url(env: Mapping[str, str], name: str) -> str:
+    """An http(s) URL, or "" when unset."""
+    url = _str(env, name, "").strip().rstrip("/")
+    if url and urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError(f"{name}={url!r} is not an http(s) URL")
+    return url
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

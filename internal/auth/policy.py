@@ -32,6 +32,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
         "UserService/GetConversion": {USER, OPERATOR, "job_svc"},  # a worker checks it
         "UserService/NotifyEmailDelivered": {"job_svc"},
         "UserService/ConversionComplete": {"job_svc"},
+        "UserService/ListConversions": {OPERATOR},  # the console
         "JobService/EnqueueEmail": {"user_svc"},
         "JobService/EnqueueConversion": {"user_svc"},
         "JobService/GetJob": {OPERATOR},

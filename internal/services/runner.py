@@ -25,6 +25,7 @@ APP_MODULES: dict[str, str] = {
     "job_svc": "internal.services.job_svc.app",
     "email_svc": "internal.services.email_svc.app",
     "image_svc": "internal.services.image_svc.app",
+    "console": "internal.services.console.app",
 }
 
 

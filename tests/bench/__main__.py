@@ -20,6 +20,7 @@ PARTS: dict[str, str] = {
     "P2": "conversion",
     "P5": "memory",
     "P1": "welcome",
+    "C1": "console_pages",  # the operator's console (issue 12)
 }
 
 
@@ -35,8 +36,9 @@ def main() -> int:
         module = importlib.import_module(f"tests.bench.{PARTS[goal]}")
         part_rows: list[Row] = module.measure(args.quick)
         rows.extend(part_rows)
-        took = time.monotonic() - started
-        print(f"# {goal} ({PARTS[goal]}) measured in {took:.0f} s", flush=True)
+        print(
+            f"# {goal} ({PARTS[goal]}) measured in {time.monotonic() - started:.0f} s", flush=True
+        )
         print(render(part_rows), flush=True)
     print()
     print(render(rows))

@@ -20,7 +20,7 @@ def documented() -> dict[str, str]:
 
 def read_variables() -> set[str]:
     source = (ROOT / "internal" / "config.py").read_text()
-    names = set(re.findall(r'_(?:str|int|float)\(env, "([A-Z_]+)"', source))
+    names = set(re.findall(r'_(?:str|int|float|optional_url)\(env, "([A-Z_]+)"', source))
     return names | {service.url_variable for service in registry.SERVICES}
 
 

@@ -92,6 +92,11 @@ class PlainUsers:
     ) -> user_pb2.ConversionCompleteResponse:
         return user_pb2.ConversionCompleteResponse()
 
+    def list_conversions(
+        self, ctx: Context, request: user_pb2.ListConversionsRequest
+    ) -> user_pb2.ListConversionsResponse:
+        return user_pb2.ListConversionsResponse()
+
 
 class AsyncJobs:
     """JobService with async methods."""

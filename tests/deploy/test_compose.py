@@ -110,8 +110,9 @@ def test_every_setting_compose_gives_our_services_is_one_they_read() -> None:
         assert unknown == set(), f"{name} is given settings .env.example does not document"
 
 
-# Published to the host: the public service and the operator's pages (email_svc /mailbox).
-PUBLISHED = {"user_svc", "email_svc"}
+# Published to the host: the public service and the operator's pages (email_svc /mailbox,
+# the console).
+PUBLISHED = {"user_svc", "email_svc", "console"}
 
 
 def test_only_the_public_service_and_the_operator_pages_are_published() -> None:

@@ -92,7 +92,7 @@ def test_compose_targets_are_the_five_services_on_their_compose_addresses() -> N
     expected = {f"{s.name}:{s.default_port}": s.name for s in registry.SERVICES}
     assert targets == expected
     for target, service in targets.items():
-        url = files.environment(service)[f"{service.upper().replace('_SVC', '_SVC_URL')}"]
+        url = files.environment(service)[registry.BY_NAME[service].url_variable]
         assert url == f"http://{target}", f"{service} answers at {url}, scraped at {target}"
 
 

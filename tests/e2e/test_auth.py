@@ -123,6 +123,7 @@ def test_the_forged_calls_of_the_review_are_refused(system: System) -> None:
         "mcsv.v1.EmailService/ListEmails",
         "mcsv.v1.EmailService/GetEmail",
         "mcsv.v1.ImageService/ConvertToPdf",
+        "mcsv.v1.UserService/ListConversions",
     ]
     for rpc in forgeries:
         assert call(system, rpc, None) == (401, "unauthenticated"), rpc

@@ -24,6 +24,7 @@ from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
 PROMETHEUS = shutil.which("prometheus")
+TARGETS = len(registry.NAMES) + 2  # the five services, the console and two workers
 
 
 def prometheus_config(directory: Path, system: System) -> Path:
@@ -97,13 +98,13 @@ def test_prometheus_scrapes_request_job_and_conversion_metrics(tmp_path: Path) -
                     values = {name: query(url, expr) for name, expr in expressions.items()}
                 except httpx.TransportError:
                     values = {}
-                if values and all(values.values()) and values["targets up"] == 7:
+                if values and all(values.values()) and values["targets up"] == TARGETS:
                     break
                 time.sleep(1)
         finally:
             prometheus.terminate()
             prometheus.wait(timeout=30)
     assert values, (tmp_path / "prometheus.log").read_text()[-2000:]
-    assert values["targets up"] == 7  # five services and two workers
+    assert values["targets up"] == TARGETS
     assert values["jobs succeeded"] >= 5 and values["conversions"] >= 2
     assert all(value > 0 for value in values.values()), values

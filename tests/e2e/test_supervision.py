@@ -140,7 +140,7 @@ def test_up_keeps_serving_through_a_kill_9_of_a_child_and_stops_cleanly_on_ctrl_
         wait_for_line("mcsv is up:")
         children = children_of(up.pid)
         seen |= set(children)
-        assert len(children) == 6, children  # five services, one worker
+        assert len(children) == 7, children  # five services, the console, one worker
         user_svc = next(pid for pid, cmd in children.items() if cmd.endswith("cmd/user_svc.py"))
 
         os.kill(user_svc, signal.SIGKILL)
@@ -149,7 +149,7 @@ def test_up_keeps_serving_through_a_kill_9_of_a_child_and_stops_cleanly_on_ctrl_
         assert answers(f"{env['USER_SVC_URL']}/ready")
         children = children_of(up.pid)
         seen |= set(children)
-        assert user_svc not in children and len(children) == 6, children
+        assert user_svc not in children and len(children) == 7, children
         assert up.poll() is None
 
         up.send_signal(signal.SIGINT)

@@ -381,12 +381,19 @@ def test_readiness_and_health(system: System) -> None:
         assert httpx.get(system.settings.url(service) + "/health").status_code == 200
     mailbox_url = system.settings.url("email_svc") + "/mailbox"
     assert httpx.get(mailbox_url).status_code == 401  # the operator's only
-    with httpx.Client(follow_redirects=True) as browser:  # the link `just up` prints
-        mailbox = browser.get(login_url(system.settings, mailbox_url))
+    link = login_url(system.settings, mailbox_url)  # what `just up` prints
+    assert link.startswith(f"{mailbox_url}/login#token=")  # a fragment: never sent, never logged
+    with httpx.Client(follow_redirects=True) as browser:
+        form = browser.get(link)  # the login page, whose script posts the fragment's token
+        assert form.status_code == 200 and "<input name=token" in form.text
+        mailbox = browser.post(
+            f"{mailbox_url}/login", data={"token": system.settings.operator_token}
+        )
         assert mailbox.status_code == 200 and "Mailbox" in mailbox.text
         assert "token" not in str(mailbox.url)  # the address keeps no token
         assert browser.get(mailbox_url).status_code == 200  # the cookie signs it in
     assert httpx.get(f"{mailbox_url}/login?token=guess").status_code == 401
+    assert httpx.post(f"{mailbox_url}/login", data={"token": "guess"}).status_code == 401
 
 
 def test_queue_stats_account_for_every_job(system: System) -> None:

@@ -2,10 +2,11 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from mcsv.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -150,3 +151,23 @@ class ConversionCompleteResponse(_message.Message):
     CONVERSION_FIELD_NUMBER: _ClassVar[int]
     conversion: Conversion
     def __init__(self, conversion: _Optional[_Union[Conversion, _Mapping]] = ...) -> None: ...
+
+class ListConversionsRequest(_message.Message):
+    __slots__ = ("user_id", "state", "page_size", "page_token")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    state: ConversionState
+    page_size: int
+    page_token: str
+    def __init__(self, user_id: _Optional[str] = ..., state: _Optional[_Union[ConversionState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListConversionsResponse(_message.Message):
+    __slots__ = ("conversions", "next_page_token")
+    CONVERSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    conversions: _containers.RepeatedCompositeFieldContainer[Conversion]
+    next_page_token: str
+    def __init__(self, conversions: _Optional[_Iterable[_Union[Conversion, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -78,6 +78,14 @@ class UserService(Protocol):
         """
         ...
 
+    def list_conversions(
+        self, ctx: Context, request: user_pb2.ListConversionsRequest
+    ) -> user_pb2.ListConversionsResponse | Awaitable[user_pb2.ListConversionsResponse]:
+        """Lists conversions, newest first, optionally of one user and in one state. The
+        operator's (the console's conversions page).
+        """
+        ...
+
 
 class UserServiceClient(SyncClient):
     """Blocking Twirp client of mcsv.v1.UserService.
@@ -210,6 +218,25 @@ class UserServiceClient(SyncClient):
             timeout=timeout,
         )
 
+    def list_conversions(
+        self,
+        request: user_pb2.ListConversionsRequest,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> user_pb2.ListConversionsResponse:
+        """Lists conversions, newest first, optionally of one user and in one state. The
+        operator's (the console's conversions page).
+        """
+        return self._call(
+            "mcsv.v1.UserService/ListConversions",
+            request,
+            user_pb2.ListConversionsRequest,
+            user_pb2.ListConversionsResponse,
+            headers=headers,
+            timeout=timeout,
+        )
+
 
 class AsyncUserServiceClient(AsyncClient):
     """asyncio Twirp client of mcsv.v1.UserService.
@@ -338,6 +365,25 @@ class AsyncUserServiceClient(AsyncClient):
             request,
             user_pb2.ConversionCompleteRequest,
             user_pb2.ConversionCompleteResponse,
+            headers=headers,
+            timeout=timeout,
+        )
+
+    async def list_conversions(
+        self,
+        request: user_pb2.ListConversionsRequest,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> user_pb2.ListConversionsResponse:
+        """Lists conversions, newest first, optionally of one user and in one state. The
+        operator's (the console's conversions page).
+        """
+        return await self._call(
+            "mcsv.v1.UserService/ListConversions",
+            request,
+            user_pb2.ListConversionsRequest,
+            user_pb2.ListConversionsResponse,
             headers=headers,
             timeout=timeout,
         )

@@ -60,6 +60,12 @@ class UserServiceServer(ServiceServer):
                     user_pb2.ConversionCompleteRequest,
                     user_pb2.ConversionCompleteResponse,
                 ),
+                Endpoint(
+                    "ListConversions",
+                    service.list_conversions,
+                    user_pb2.ListConversionsRequest,
+                    user_pb2.ListConversionsResponse,
+                ),
             ],
             prefix=server_path_prefix,
         )

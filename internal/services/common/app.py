@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from internal import config
 from internal.auth.hooks import AuthHooks
 from internal.observability import ObservedTwirp, TwirpObserver
+from internal.services.common.docs import docs_routes
 from internal.services.common.readiness import READY_TIMEOUT_SECONDS, ReadyProbe, run_probe
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def service_app(
             Route("/health", health),
             Route("/ready", ready),
             Route("/metrics", metrics),
+            *docs_routes(name),  # Swagger UI at /docs
             *routes,
             Mount(
                 "/",

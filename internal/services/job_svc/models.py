@@ -82,7 +82,15 @@ class JobRow(peewee.Model):
 
     class Meta:
         table_name = "jobs"
-        indexes = ((("sent", "dispatched_at"), False),)
+        indexes = (
+            (("sent", "dispatched_at"), False),
+            # ListJobs' newest-first pages filtered by state, queue or actor, and
+            # GetQueueStats' counts per queue and state (read from the index alone).
+            (("state", "inserted_at"), False),
+            (("queue", "inserted_at"), False),
+            (("actor", "inserted_at"), False),
+            (("queue", "state"), False),
+        )
         # save() writes only the fields a transition changed (a few, of nineteen).
         only_save_dirty = True
 
@@ -114,7 +122,15 @@ def add_dispatch(migrator: SchemaMigrator) -> None:
     migrator.add_index(table, ("sent", "dispatched_at")).run()
 
 
-MIGRATIONS = [add_dispatch]
+def index_listing(migrator: SchemaMigrator) -> None:
+    """Migration 2: indexes for ListJobs' filtered pages and GetQueueStats' counts."""
+    table = JobRow._meta.table_name
+    for columns in (("state", "inserted_at"), ("queue", "inserted_at"),
+                    ("actor", "inserted_at"), ("queue", "state")):  # fmt: skip
+        migrator.add_index(table, columns).run()
+
+
+MIGRATIONS = [add_dispatch, index_listing]
 
 
 def job_message(job: JobRow) -> job_pb2.Job:

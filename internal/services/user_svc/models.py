@@ -48,7 +48,12 @@ class ConversionRow(peewee.Model):
 
     class Meta:
         table_name = "conversions"
-        indexes = ((("user_id", "idempotency_key"), True),)
+        indexes = (
+            (("user_id", "idempotency_key"), True),
+            # The newest first, of everyone or in one state (ListConversions).
+            (("created_at",), False),
+            (("state", "created_at"), False),
+        )
         # save() writes only the fields changed: the outbox relay sets job_id with an UPDATE
         # of its own, which a handler saving a row it read earlier must not undo.
         only_save_dirty = True
@@ -72,7 +77,14 @@ def version_outcomes(migrator: SchemaMigrator) -> None:
     migrator.add_index(table, ("upload_kept_until",)).run()
 
 
-MIGRATIONS = [key_conversions, version_outcomes]
+def index_listing(migrator: SchemaMigrator) -> None:
+    """Migration 3: indexes for ListConversions' newest-first pages, all or by state."""
+    table = ConversionRow._meta.table_name
+    migrator.add_index(table, ("created_at",)).run()
+    migrator.add_index(table, ("state", "created_at")).run()
+
+
+MIGRATIONS = [key_conversions, version_outcomes, index_listing]
 
 
 def open_users(database_url: str) -> peewee.Database:

@@ -36,6 +36,7 @@ from internal.services.common.errors import (
     require_outcome,
     require_valid_times,
 )
+from internal.services.common.paging import next_page_token, page_offset, page_size
 from internal.services.common.times import now, timestamp
 from internal.services.user_svc import outbox
 from internal.services.user_svc.models import (
@@ -311,6 +312,22 @@ class UserService:
         if who == auth.Principal("service", "job_svc") and may_convert(row):
             answer.pdf_upload_url = self._pdf_upload_url(row.id)
         return answer
+
+    def list_conversions(
+        self, ctx: Context, request: user_pb2.ListConversionsRequest
+    ) -> user_pb2.ListConversionsResponse:
+        size, offset = page_size(request.page_size), page_offset(request.page_token)
+        query = ConversionRow.select().order_by(ConversionRow.created_at.desc(), ConversionRow.id)
+        if request.user_id:
+            query = query.where(ConversionRow.user_id == request.user_id)
+        if request.state:
+            query = query.where(ConversionRow.state == request.state)
+        with self.database.connection_context():
+            rows = list(query.offset(offset).limit(size + 1))
+        return user_pb2.ListConversionsResponse(
+            conversions=[conversion_message(row) for row in rows[:size]],
+            next_page_token=next_page_token(offset, size, len(rows) > size),
+        )
 
     def _pdf_upload_url(self, conversion_id: str) -> str:
         """A fresh, short-lived PUT URL for the PDF of a conversion to convert, for the worker
