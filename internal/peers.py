@@ -1,16 +1,19 @@
 """The services' typed clients, built in one place from the settings. A peer is a generated
-client (sync or async) of one service whose HTTP client spreads its calls over that service's
-replicas (internal.rpc.balance) and traces and measures each call (internal.observability):
+client (sync or async) of one service whose transport spreads its calls over that service's
+replicas (internal.rpc.balance) and traces and measures each call (internal.observability),
+both plugged in through the generated runtime's transport seam (mcsv.twirp.SyncTransport,
+AsyncTransport) around its default transport (urllib3, aiohttp):
 
     with SyncPeers(settings, identity="job_svc") as peers:
         users = peers.client(UserServiceClient)
         users.get_user(user_pb2.GetUserRequest(id=user_id))
 
-The generated clients leave an HTTP client they were handed open, so the peers keep the ones
+The generated clients leave a transport they were handed open, so the peers keep the ones
 they made and close them together (close()/aclose(), or the with blocks).
 
 Every call carries the credential of `identity` (internal.auth.credentials): a service name
-sends a fresh service token per call, "operator" sends OPERATOR_TOKEN."""
+sends its service token (minted per called service, cached until a third of its life is
+left), "operator" sends OPERATOR_TOKEN."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
-from mcsv.twirp import AsyncClient, SyncClient
+from mcsv.twirp import AsyncClient, AsyncTransport, SyncClient, SyncTransport
 from mcsv.v1.client_twirp import AsyncClientServiceClient, ClientServiceClient
 from mcsv.v1.email_twirp import AsyncEmailServiceClient, EmailServiceClient
 from mcsv.v1.image_twirp import AsyncImageServiceClient, ImageServiceClient
@@ -28,7 +31,7 @@ from mcsv.v1.user_twirp import AsyncUserServiceClient, UserServiceClient
 
 from internal import config
 from internal.auth.credentials import credentials_for
-from internal.observability import TracingSyncTransport, TracingTransport
+from internal.observability import TracedHttpxTransport, TracingSyncTransport, TracingTransport
 from internal.rpc.balance import BalancedSyncTransport, BalancedTransport, Replicas
 
 SyncClientT = TypeVar("SyncClientT", bound=SyncClient)
@@ -49,23 +52,22 @@ SERVICE_OF_CLIENT: Mapping[type[SyncClient] | type[AsyncClient], str] = {
 }
 
 
-def async_http_client(
-    replicas: Sequence[str] = (), timeout: float | None = None
-) -> httpx.AsyncClient:
-    """A traced HTTP client; with `replicas` (a service's base URLs) its calls are spread
-    over them, whatever base URL a request names. Without, it calls the URLs it is given
-    (image_svc's presigned storage URLs)."""
-    inner = BalancedTransport(Replicas(replicas)) if replicas else None
+def async_transport(replicas: Sequence[str]) -> AsyncTransport:
+    """A traced transport for a generated async client, spreading its calls over `replicas`
+    (a service's base URLs), whatever base URL the client names."""
+    return TracingTransport(BalancedTransport(Replicas(replicas)))
+
+
+def sync_transport(replicas: Sequence[str]) -> SyncTransport:
+    """The blocking twin of async_transport."""
+    return TracingSyncTransport(BalancedSyncTransport(Replicas(replicas)))
+
+
+def async_http_client(timeout: float | None = None) -> httpx.AsyncClient:
+    """A traced plain HTTP client, for the one call that is not a generated client's:
+    fetching presigned storage URLs (image_svc)."""
     return httpx.AsyncClient(
-        transport=TracingTransport(inner), timeout=timeout, follow_redirects=False
-    )
-
-
-def sync_http_client(replicas: Sequence[str] = (), timeout: float | None = None) -> httpx.Client:
-    """The blocking twin of async_http_client."""
-    inner = BalancedSyncTransport(Replicas(replicas)) if replicas else None
-    return httpx.Client(
-        transport=TracingSyncTransport(inner), timeout=timeout, follow_redirects=False
+        transport=TracedHttpxTransport(), timeout=timeout, follow_redirects=False
     )
 
 
@@ -79,7 +81,7 @@ class _Peers:
         self._credentials = credentials_for(settings, identity)
 
     def _options(self, service: str, timeout: float | None) -> dict[str, Any]:
-        """The generated client's arguments besides its HTTP client."""
+        """The generated client's arguments besides its transport."""
         return {
             "timeout": timeout or self.settings.rpc_timeout_seconds,
             "credentials": self._credentials(service),
@@ -91,7 +93,7 @@ class SyncPeers(_Peers):
 
     def __init__(self, settings: config.Settings, *, identity: str) -> None:
         super().__init__(settings, identity=identity)
-        self._http: list[httpx.Client] = []
+        self._transports: list[SyncTransport] = []
 
     def client(
         self, client_type: type[SyncClientT], *, timeout: float | None = None
@@ -99,16 +101,16 @@ class SyncPeers(_Peers):
         """A client of the service `client_type` talks to, with its calls' timeout (default:
         RPC_TIMEOUT_SECONDS)."""
         service = SERVICE_OF_CLIENT[client_type]
-        http = sync_http_client(self.settings.urls(service))
-        self._http.append(http)
+        transport = sync_transport(self.settings.urls(service))
+        self._transports.append(transport)
         return client_type(
-            self.settings.url(service), http_client=http, **self._options(service, timeout)
+            self.settings.url(service), transport=transport, **self._options(service, timeout)
         )
 
     def close(self) -> None:
-        for http in self._http:
-            http.close()
-        self._http.clear()
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()
 
     def __enter__(self) -> Self:
         return self
@@ -127,7 +129,7 @@ class AsyncPeers(_Peers):
 
     def __init__(self, settings: config.Settings, *, identity: str) -> None:
         super().__init__(settings, identity=identity)
-        self._http: list[httpx.AsyncClient] = []
+        self._transports: list[AsyncTransport] = []
 
     def client(
         self, client_type: type[AsyncClientT], *, timeout: float | None = None
@@ -135,16 +137,16 @@ class AsyncPeers(_Peers):
         """A client of the service `client_type` talks to, with its calls' timeout (default:
         RPC_TIMEOUT_SECONDS)."""
         service = SERVICE_OF_CLIENT[client_type]
-        http = async_http_client(self.settings.urls(service))
-        self._http.append(http)
+        transport = async_transport(self.settings.urls(service))
+        self._transports.append(transport)
         return client_type(
-            self.settings.url(service), http_client=http, **self._options(service, timeout)
+            self.settings.url(service), transport=transport, **self._options(service, timeout)
         )
 
     async def aclose(self) -> None:
-        for http in self._http:
-            await http.aclose()
-        self._http.clear()
+        for transport in self._transports:
+            await transport.aclose()
+        self._transports.clear()
 
     async def __aenter__(self) -> Self:
         return self

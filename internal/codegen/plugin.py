@@ -33,6 +33,7 @@ _RUNTIME_FILES = (
     "errors.py",
     "hooks.py",
     "server.py",
+    "transport.py",
 )
 # The runtime's default name when the first proto package segment is `twirp`.
 TWIRP_PACKAGE_RUNTIME = "twirp_runtime"

@@ -2,15 +2,19 @@
 
 configure(service) at process start; service apps are wrapped by ObservedTwirp with the
 TwirpObserver hook; outgoing calls go through TracingTransport/TracingSyncTransport (put under
-every HTTP client by internal.peers); the job queue carries trace context (inject_into,
-TracingMiddleware). This package provides transports, hooks and middleware; it builds no
-clients."""
+every generated client by internal.peers; TracedHttpxTransport under image_svc's httpx
+client); the job queue carries trace context (inject_into, TracingMiddleware). This package
+provides transports, hooks and middleware; it builds no clients."""
 
 from __future__ import annotations
 
 from internal.observability.asgi import ObservedTwirp, TwirpObserver
 from internal.observability.context import tag
-from internal.observability.http import TracingSyncTransport, TracingTransport
+from internal.observability.http import (
+    TracedHttpxTransport,
+    TracingSyncTransport,
+    TracingTransport,
+)
 from internal.observability.logs import configure_logging
 from internal.observability.queue import TracingMiddleware, inject_into
 from internal.observability.tracing import configure_tracing, tracer
@@ -24,6 +28,7 @@ def configure(service: str) -> None:
 
 __all__ = [
     "ObservedTwirp",
+    "TracedHttpxTransport",
     "TracingMiddleware",
     "TracingSyncTransport",
     "TracingTransport",

@@ -1,14 +1,28 @@
-"""httpx transports that observe outgoing calls: every call gets a client span (Twirp calls
-named after their RPC), carries the W3C trace context and the request id in its headers, and
-Twirp calls are counted in the client metrics. internal.peers puts them under the HTTP
-clients it gives the generated clients."""
+"""Observing outgoing calls: every call gets a client span (Twirp calls named after their RPC),
+carries the W3C trace context and the request id in its headers, and Twirp calls are counted
+in the client metrics.
+
+TracingTransport/TracingSyncTransport wrap a transport of the generated clients (the
+runtime's AsyncTransport/SyncTransport seam); internal.peers puts them under every client it
+builds. TracedHttpxTransport does the same for the plain httpx client image_svc fetches
+presigned storage URLs with."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import MutableMapping
+from urllib.parse import urlsplit
 
 import httpx
+from mcsv.twirp import (
+    AiohttpTransport,
+    AsyncTransport,
+    HTTPRequest,
+    HTTPResponse,
+    SyncTransport,
+    Urllib3Transport,
+)
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -16,20 +30,20 @@ from internal.observability import context, metrics
 from internal.observability.tracing import tracer
 
 
-def _route(request: httpx.Request) -> tuple[str, str] | None:
+def _route(path: str) -> tuple[str, str] | None:
     """(rpc_service, method) of a Twirp call, None for any other request."""
-    parts = request.url.path.rstrip("/").split("/")
+    parts = path.rstrip("/").split("/")
     if len(parts) >= 3 and "." in parts[-2]:
         return parts[-2], parts[-1]
     return None
 
 
-def _twirp_code(response: httpx.Response) -> str:
-    if response.status_code == 200:
+def _twirp_code(status: int, body: bytes) -> str:
+    if status == 200:
         return "ok"
     try:
-        body = json.loads(response.content)
-        return str(body["code"]) if isinstance(body, dict) and "code" in body else "unknown"
+        answer = json.loads(body)
+        return str(answer["code"]) if isinstance(answer, dict) and "code" in answer else "unknown"
     except (ValueError, KeyError):
         return "unknown"
 
@@ -37,31 +51,30 @@ def _twirp_code(response: httpx.Response) -> str:
 class _Call:
     """The span and measurements of one outgoing request."""
 
-    def __init__(self, request: httpx.Request) -> None:
-        self.route = _route(request)
-        name = "/".join(self.route) if self.route else f"{request.method} {request.url.host}"
+    def __init__(self, method: str, url: str, headers: MutableMapping[str, str]) -> None:
+        parts = urlsplit(url)
+        self.route = _route(parts.path)
+        name = "/".join(self.route) if self.route else f"{method} {parts.hostname}"
         self.span = tracer().start_span(name, kind=SpanKind.CLIENT)
         if self.route:
             self.span.set_attributes(
                 {"rpc.system": "twirp", "rpc.service": self.route[0], "rpc.method": self.route[1]}
             )
         else:  # presigned storage URLs: the path and query are credentials, keep them out
-            self.span.set_attributes({"http.request.method": request.method,
-                                      "server.address": request.url.host or ""})  # fmt: skip
+            self.span.set_attributes({"http.request.method": method,
+                                      "server.address": parts.hostname or ""})  # fmt: skip
         with trace.use_span(self.span, end_on_exit=False):
-            propagate.inject(request.headers)
+            propagate.inject(headers)
         if request_id := context.REQUEST_ID.get():
-            request.headers.setdefault(context.REQUEST_ID_HEADER, request_id)
+            headers.setdefault(context.REQUEST_ID_HEADER, request_id)
         self.started = time.perf_counter()
 
-    def finish(self, response: httpx.Response | None, error: BaseException | None) -> None:
-        code = (
-            "unavailable"
-            if response is None
-            else (_twirp_code(response) if self.route else str(response.status_code))
-        )
-        if response is not None:
-            self.span.set_attribute("http.response.status_code", response.status_code)
+    def finish(self, status: int | None, body: bytes, error: BaseException | None) -> None:
+        if status is None:
+            code = "unavailable"
+        else:
+            code = _twirp_code(status, body) if self.route else str(status)
+            self.span.set_attribute("http.response.status_code", status)
         if self.route:
             self.span.set_attribute("rpc.twirp.code", code)
             labels = (context.SERVICE.get(), self.route[0], self.route[1], code)
@@ -74,41 +87,64 @@ class _Call:
         self.span.end()
 
 
-class TracingTransport(httpx.AsyncBaseTransport):
+class TracingTransport:
+    """An AsyncTransport that observes the calls it passes to `inner` (default: aiohttp's)."""
+
+    def __init__(self, inner: AsyncTransport | None = None) -> None:
+        self.inner: AsyncTransport = inner or AiohttpTransport()
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        call = _Call("POST", request.url, request.headers)
+        try:
+            response = await self.inner.send(request)
+        except BaseException as exc:
+            call.finish(None, b"", exc)
+            raise
+        call.finish(response.status, response.body, None)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class TracingSyncTransport:
+    """The blocking twin of TracingTransport (default inner: urllib3's)."""
+
+    def __init__(self, inner: SyncTransport | None = None) -> None:
+        self.inner: SyncTransport = inner or Urllib3Transport()
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        call = _Call("POST", request.url, request.headers)
+        try:
+            response = self.inner.send(request)
+        except BaseException as exc:
+            call.finish(None, b"", exc)
+            raise
+        call.finish(response.status, response.body, None)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class TracedHttpxTransport(httpx.AsyncBaseTransport):
+    """An httpx transport observing plain HTTP requests (image_svc's presigned storage URLs,
+    whose bodies stay streamed)."""
+
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self._inner = inner or httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        call = _Call(request)
+        call = _Call(request.method, str(request.url), request.headers)
         try:
             response = await self._inner.handle_async_request(request)
-            if call.route:  # the body holds the Twirp code; storage bodies stay streamed
+            if call.route:  # the body holds the Twirp code
                 await response.aread()
         except BaseException as exc:
-            call.finish(None, exc)
+            call.finish(None, b"", exc)
             raise
-        call.finish(response, None)
+        call.finish(response.status_code, response.content if call.route else b"", None)
         return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-class TracingSyncTransport(httpx.BaseTransport):
-    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
-        self._inner = inner or httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        call = _Call(request)
-        try:
-            response = self._inner.handle_request(request)
-            if call.route:
-                response.read()
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        call.finish(response, None)
-        return response
-
-    def close(self) -> None:
-        self._inner.close()

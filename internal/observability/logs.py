@@ -72,5 +72,5 @@ def configure_logging(service: str, *, level: int = logging.INFO) -> None:
     root.setLevel(level)
     # httpx logs every request URL at INFO, and presigned URLs are credentials.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    for noisy in ("hypercorn.access",):
+    for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,15 +1,25 @@
-"""Spreading calls over a service's replicas: httpx transports that send each request to
-the next replica in turn, and to the one after when a replica refuses the connection (a
-replica being restarted must not fail the call). A request that reached a replica is never
-sent to another: that could run it twice."""
+"""Spreading calls over a service's replicas: transports of the generated clients (the
+runtime's SyncTransport/AsyncTransport seam) that send each request to the next replica in
+turn, and to the one after when a replica refuses the connection (a replica being restarted
+must not fail the call). A request that reached a replica is never sent to another: that
+could run it twice."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+from mcsv.twirp import (
+    AiohttpTransport,
+    AsyncTransport,
+    ConnectFailed,
+    HTTPRequest,
+    HTTPResponse,
+    SyncTransport,
+    Urllib3Transport,
+)
 
 
 class Replicas:
@@ -18,34 +28,43 @@ class Replicas:
     def __init__(self, base_urls: Sequence[str]) -> None:
         if not base_urls:
             raise ValueError("a service needs at least one base URL")
-        self.bases = [httpx.URL(url) for url in base_urls]
+        self.bases = [_origin(url) for url in base_urls]
         self._turn = itertools.count()
         self._lock = threading.Lock()
 
-    def in_turn(self) -> list[httpx.URL]:
-        """Every replica, starting with the one whose turn it is."""
+    def in_turn(self) -> list[tuple[str, str]]:
+        """Every replica's (scheme, host:port), starting with the one whose turn it is."""
+        if len(self.bases) == 1:
+            return self.bases
         with self._lock:
             start = next(self._turn) % len(self.bases)
         return self.bases[start:] + self.bases[:start]
 
 
-def _aimed(request: httpx.Request, base: httpx.URL) -> None:
-    request.url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port)
-    request.headers["Host"] = base.netloc.decode()
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    return parts.scheme, parts.netloc
 
 
-class BalancedTransport(httpx.AsyncBaseTransport):
-    def __init__(self, replicas: Replicas, inner: httpx.AsyncBaseTransport | None = None) -> None:
+def _aimed(url: str, origin: tuple[str, str]) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((origin[0], origin[1], parts.path, parts.query, parts.fragment))
+
+
+class BalancedTransport:
+    """An AsyncTransport over `inner` (default: aiohttp's) for one service's replicas."""
+
+    def __init__(self, replicas: Replicas, inner: AsyncTransport | None = None) -> None:
         self.replicas = replicas
-        self.inner = inner or httpx.AsyncHTTPTransport()
+        self.inner: AsyncTransport = inner or AiohttpTransport()
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        refused: httpx.ConnectError | None = None
-        for base in self.replicas.in_turn():
-            _aimed(request, base)
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        refused: ConnectFailed | None = None
+        for origin in self.replicas.in_turn():
+            request.url = _aimed(request.url, origin)
             try:
-                return await self.inner.handle_async_request(request)
-            except httpx.ConnectError as exc:
+                return await self.inner.send(request)
+            except ConnectFailed as exc:
                 refused = exc
         assert refused is not None
         raise refused
@@ -54,18 +73,20 @@ class BalancedTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-class BalancedSyncTransport(httpx.BaseTransport):
-    def __init__(self, replicas: Replicas, inner: httpx.BaseTransport | None = None) -> None:
-        self.replicas = replicas
-        self.inner = inner or httpx.HTTPTransport()
+class BalancedSyncTransport:
+    """The blocking twin of BalancedTransport (default inner: urllib3's)."""
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        refused: httpx.ConnectError | None = None
-        for base in self.replicas.in_turn():
-            _aimed(request, base)
+    def __init__(self, replicas: Replicas, inner: SyncTransport | None = None) -> None:
+        self.replicas = replicas
+        self.inner: SyncTransport = inner or Urllib3Transport()
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        refused: ConnectFailed | None = None
+        for origin in self.replicas.in_turn():
+            request.url = _aimed(request.url, origin)
             try:
-                return self.inner.handle_request(request)
-            except httpx.ConnectError as exc:
+                return self.inner.send(request)
+            except ConnectFailed as exc:
                 refused = exc
         assert refused is not None
         raise refused

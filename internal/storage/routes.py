@@ -139,10 +139,11 @@ def _refuse(status: int, reason: str, *, close: bool = False) -> Response:
 
 class _ClosingRefusal(PlainTextResponse):
     """A refusal sent while the client may still be sending the body, which is then closed.
-    The server (hypercorn) delivers the body and, after the answer, the disconnect through
-    the same bounded queue: once the unread body has filled it, sending the answer would wait
-    for room forever and the connection would never close. So the rest of the body is read
-    and dropped while the answer goes out."""
+    Some ASGI servers (hypercorn) deliver the body and, after the answer, the disconnect
+    through the same bounded queue: once the unread body has filled it, sending the answer
+    would wait for room forever and the connection would never close. So the rest of the body
+    is read and dropped while the answer goes out (uvicorn, which serves the services, ends
+    the loop at once: its receive() answers http.disconnect once the response is complete)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def drop_the_body() -> None:

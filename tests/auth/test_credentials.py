@@ -61,3 +61,27 @@ def test_credentials_for_the_operator_and_for_a_service(settings: config.Setting
     per_call = credentials_for(settings, "job_svc")("email_svc")
     assert callable(per_call)
     assert tokens.verify(settings, per_call(), "email_svc") == Principal("service", "job_svc")
+
+
+def test_a_verified_token_is_refused_once_it_expires(settings: config.Settings) -> None:
+    """Verified tokens are remembered (tokens.VerifiedTokens), never past their expiry."""
+    token = tokens.service_token(settings, "job_svc", "email_svc")  # 3 s, +5 s leeway
+    assert tokens.verify(settings, token, "email_svc") == Principal("service", "job_svc")
+    assert tokens.verify(settings, token, "email_svc") == Principal("service", "job_svc")
+    with pytest.raises(tokens.InvalidCredential):  # remembered for its callee only
+        tokens.verify(settings, token, "user_svc")
+    time.sleep(3 + tokens.LEEWAY_SECONDS + 1.2)
+    with pytest.raises(tokens.InvalidCredential):
+        tokens.verify(settings, token, "email_svc")
+
+
+def test_verified_tokens_are_bounded_and_expire() -> None:
+    known = tokens.VerifiedTokens(size=2)
+    who = Principal("service", "job_svc")
+    known.put(("a", "x", "s", "u"), who, expires=100)
+    known.put(("b", "x", "s", "u"), who, expires=100)
+    known.put(("c", "x", "s", "u"), who, expires=100)  # the oldest goes
+    assert known.get(("a", "x", "s", "u"), now=50) is None
+    assert known.get(("c", "x", "s", "u"), now=50) == who
+    assert known.get(("c", "x", "s", "u"), now=100) is None  # expired
+    assert known.get(("c", "x", "s", "u"), now=50) is None  # and forgotten

@@ -36,9 +36,8 @@ def main() -> int:
         module = importlib.import_module(f"tests.bench.{PARTS[goal]}")
         part_rows: list[Row] = module.measure(args.quick)
         rows.extend(part_rows)
-        print(
-            f"# {goal} ({PARTS[goal]}) measured in {time.monotonic() - started:.0f} s", flush=True
-        )
+        elapsed = time.monotonic() - started
+        print(f"# {goal} ({PARTS[goal]}) measured in {elapsed:.0f} s", flush=True)
         print(render(part_rows), flush=True)
     print()
     print(render(rows))

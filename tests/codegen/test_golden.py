@@ -154,7 +154,7 @@ from typing import Any
 import httpx
 from google.protobuf import empty_pb2
 
-from golden.twirp import AsyncClient, Context, SyncClient, TwirpApp
+from golden.twirp import AsyncClient, Context, HTTPRequest, HTTPResponse, SyncClient, TwirpApp
 from golden.twirp.server import ServiceServer
 from golden.v1 import golden_pb2, golden_twirp, golden_twirp_server, shared_pb2
 
@@ -233,14 +233,29 @@ def everything_request() -> golden_pb2.EverythingRequest:
     return request
 
 
+class InProcess:
+    """An AsyncTransport (the runtime's seam) calling the ASGI app in this process, through
+    httpx's ASGITransport."""
+
+    def __init__(self, app: TwirpApp) -> None:
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        answer = await self.http.post(request.url, content=request.body, headers=request.headers)
+        return HTTPResponse(answer.status_code, dict(answer.headers), answer.content)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
 async def call_everything(app: TwirpApp, use_json: bool) -> dict[str, Any]:
+    transport = InProcess(app)
     async with (
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http,
         golden_twirp.AsyncGoldenServiceClient(
-            "golden.test", use_json=use_json, http_client=http
+            "golden.test", use_json=use_json, transport=transport
         ) as client,
         golden_twirp.AsyncSecondServiceClient(
-            "golden.test", use_json=use_json, http_client=http
+            "golden.test", use_json=use_json, transport=transport
         ) as second,
     ):
         imported = await client.import_(golden_pb2.ImportRequest(source="abc"))
@@ -251,6 +266,7 @@ async def call_everything(app: TwirpApp, use_json: bool) -> dict[str, Any]:
         escaped = await client.escape(golden_pb2.EscapeRequest(text='a"b\\\\c'))
         request = everything_request()
         everything = await second.everything(request)
+    await transport.aclose()
     return {
         "import": imported.count,
         "close": type(closed).__name__,

@@ -15,7 +15,7 @@ import pytest
 
 from internal.codegen.plugin import default_runtime
 from tests.codegen.helpers import buf_generate, run, tree
-from tests.support.servers import free_port, serving
+from tests.support.servers import free_port, serving, uvicorn_argv
 
 EXAMPLE_PROTO = """\
 syntax = "proto3";
@@ -131,7 +131,7 @@ def test_a_twirp_package_generates_imports_and_serves(generated: Path) -> None:
     (generated / "echo_app.py").write_text(APP)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "hypercorn", "echo_app:app", "--bind", f"127.0.0.1:{port}"]
+    argv = uvicorn_argv("echo_app:app", port)
     env = {"PYTHONPATH": str(generated)}
     with serving(f"twirp-package-{port}", argv, url + "/", env=env, ready=lambda a: True):
         result = run(

@@ -1,6 +1,6 @@
-"""Another project's code using the installed mcsv-contracts package alone (protobuf + httpx):
-typed sync and async clients, the Twirp error, and service implementations checked against
-the generated Protocols. test_client_package.py type-checks it with mypy --strict against
+"""Another project's code using the installed mcsv-contracts package alone (protobuf, urllib3,
+aiohttp): typed sync and async clients, the Twirp error, and service implementations checked
+against the generated Protocols. test_client_package.py type-checks it with mypy --strict against
 the installed package and runs it with that package's venv:
     python client_usage.py <base URL of the echo server>
 It prints a JSON object of what it saw. It imports nothing from this repository."""

@@ -20,8 +20,8 @@ from tests.codegen.helpers import ROOT
 pytestmark = pytest.mark.slow
 
 USAGE = Path(__file__).with_name("client_usage.py")
-CLIENT_DEPENDENCIES = {"mcsv-contracts", "protobuf", "httpx"}
-SERVER_ONLY = {"twirp", "starlette", "hypercorn", "requests", "structlog"}
+CLIENT_DEPENDENCIES = {"mcsv-contracts", "protobuf", "urllib3", "aiohttp"}
+SERVER_ONLY = {"twirp", "starlette", "hypercorn", "uvicorn", "httpx", "requests", "structlog"}
 
 
 def clean_env() -> dict[str, str]:

@@ -141,7 +141,7 @@ def _wait_until_answering(url: str, server: subprocess.Popen[bytes], log: Path) 
 
 
 def test_the_venv_holds_only_the_package_and_the_asgi_server(served: Served) -> None:
-    assert {"mcsv-contracts", "protobuf", "httpx", "uvicorn"} <= served.packages
+    assert {"mcsv-contracts", "protobuf", "urllib3", "aiohttp", "uvicorn"} <= served.packages
     assert not served.packages & {"twirp", "starlette", "hypercorn", "mcsv"}
     for module in ("twirp", "internal", "starlette"):
         found = sh(

@@ -137,10 +137,10 @@ def _post_raw(system: System, rpc: Rpc, body: bytes, content_type: str) -> None:
     status_line, _, rest = answer.partition(b"\r\n")
     status = int(status_line.split()[1])
     assert 400 <= status < 500, (rpc.path, content_type, answer[:300])
-    payload = rest.partition(b"\r\n\r\n")[2]
-    if payload:  # a Twirp error: typed
+    answer_head, _, payload = rest.partition(b"\r\n\r\n")
+    if b"content-type: application/json" in answer_head.lower():  # a Twirp error: typed
         assert json.loads(payload)["code"] in CLIENT_ERROR_CODES, (rpc.path, payload)
-    else:
+    else:  # the HTTP server's own refusal (uvicorn: "Invalid HTTP request received.")
         assert status == 400, (rpc.path, answer[:300])
 
 
@@ -393,7 +393,7 @@ def test_a_stalled_body_gets_a_timeout_answer_and_a_closed_connection(
             answer += chunk
         waited = time.monotonic() - started
     status_line = answer.split(b"\r\n", 1)[0]
-    assert status_line == b"HTTP/1.1 408 ", answer[:300]
+    assert status_line.startswith(b"HTTP/1.1 408 "), answer[:300]
     assert b'"code":"deadline_exceeded"' in answer.replace(b" ", b"")
     assert waited < HANG_SECONDS
 

@@ -149,3 +149,32 @@ def test_convert_to_pdf_refuses_a_put_url_of_another_conversion(system: System) 
         )
     assert refused.value.code is ErrorCode.PERMISSION_DENIED
     assert refused.value.meta["argument"] == "pdf_upload_url"
+
+
+def test_a_repeat_conversion_of_a_stored_pdf_succeeds_and_keeps_it(
+    system: System, users: UserServiceClient
+) -> None:
+    """A worker killed after image_svc began storing the PDF: its retry gets a fresh PUT URL,
+    but the first attempt's PDF is stored by then. The storage answers 409 (used once) and
+    image_svc takes the stored PDF as this attempt's: the conversion succeeds, unchanged."""
+    url, key = _stored_pdf_url(system, users)
+    conversion_id = key.removeprefix("pdfs/").removesuffix(".pdf")
+    settings = system.settings
+    storage = LocalStorage(
+        settings.data_dir / "storage",
+        public_url=settings.storage_public_url,
+        secret=settings.storage_secret,
+    )
+    source = "uploads/repeat/r.png"
+    storage.put(source, make_image("png", 200, 100), "image/png")
+    before = httpx.get(url).content
+    with peer(settings, ImageServiceClient, identity="job_svc") as images:
+        answer = images.convert_to_pdf(
+            image_pb2.ConvertToPdfRequest(
+                conversion_id=conversion_id,
+                source_url=storage.presign_get(source, timedelta(minutes=5)),
+                pdf_upload_url=storage.presign_put(key, timedelta(minutes=5), "application/pdf"),
+            )
+        )
+    assert answer.result.pdf_bytes > 0
+    assert httpx.get(url).content == before

@@ -4,7 +4,7 @@ fields and map values, by number and by name), bodies that stall, and the protob
 that must be malformed rather than a crash.
 
 The mcsv services are served by tests/support/echo_app.py; deeper shapes by the probe service
-(tests/rpc/proto), generated here by buf with our plugin and served by hypercorn on its own."""
+(tests/rpc/proto), generated here by buf with our plugin and served by uvicorn on its own."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from mcsv.twirp import ErrorCode
 from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
 
 from tests.codegen.helpers import buf_generate
-from tests.support.servers import ROOT, free_port, hypercorn, serving
+from tests.support.servers import ROOT, asgi_server, free_port, serving, uvicorn_argv
 
 PROTOBUF = {"Content-Type": "application/protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -226,7 +226,7 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
     (out / "probe_app.py").write_text(PROBE_APP)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "hypercorn", "probe_app:app", "--bind", f"127.0.0.1:{port}"]
+    argv = uvicorn_argv("probe_app:app", port)
     with serving(
         f"probe-{port}",
         argv,
@@ -408,13 +408,13 @@ BODY_READ_TIMEOUT = 1.0
 @pytest.fixture(scope="module")
 def slow_body_url() -> Iterator[str]:
     env = {"MCSV_TEST_BODY_READ_TIMEOUT": str(BODY_READ_TIMEOUT)}
-    with hypercorn("tests.support.echo_app:app", env=env) as url:
+    with asgi_server("tests.support.echo_app:app", env=env) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The echo servers in a service app served as the services are (hypercorn), the body
+    """The echo servers in a service app served as the services are (uvicorn), the body
     timeout from the settings."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -1,4 +1,4 @@
-"""ServerHooks as TwirpApp tells them (tests/support/hooks_app.py on hypercorn): the steps in
+"""ServerHooks as TwirpApp tells them (tests/support/hooks_app.py on uvicorn): the steps in
 order for an answer, a route error, a handler's error, a hook that rejects a request, a hook
 that crashes; and what the context holds at each."""
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.servers import hypercorn
+from tests.support.servers import asgi_server
 
 GET_JOB = "/twirp/mcsv.v1.JobService/GetJob"
 CREATE_USER = "/twirp/mcsv.v1.UserService/CreateUser"
@@ -19,7 +19,7 @@ JSON = {"Content-Type": "application/json"}
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
-    with hypercorn("tests.support.hooks_app:app") as url, httpx.Client(base_url=url) as client:
+    with asgi_server("tests.support.hooks_app:app") as url, httpx.Client(base_url=url) as client:
         yield client
 
 

@@ -20,7 +20,7 @@ from mcsv.v1 import user_pb2
 from mcsv.v1.user_twirp import AsyncUserServiceClient, UserServiceClient
 
 from tests.support.intermediary_app import ANSWERS, REDIRECT_LOCATION
-from tests.support.servers import free_port, hypercorn
+from tests.support.servers import asgi_server, free_port
 
 REQUEST = user_pb2.CreateUserRequest(name="Ada", email="ada@example.com")
 CALL_TIMEOUT = 0.3
@@ -29,7 +29,7 @@ INTERMEDIARY = "http_error_from_intermediary"
 
 @pytest.fixture(scope="module")
 def proxy_url() -> Iterator[str]:
-    with hypercorn("tests.support.intermediary_app:app") as url:
+    with asgi_server("tests.support.intermediary_app:app") as url:
         yield url
 
 

@@ -3,7 +3,7 @@
 
 Bodies are random bytes, truncations of a valid encoding, and valid encodings with bytes
 flipped, in protobuf and JSON, to every RPC of the five mcsv services (tests/support/echo_app.py
-on hypercorn)."""
+on uvicorn)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every generated client (sync and async, protobuf and JSON) calls every RPC of every
-generated server on a real hypercorn server, and every Twirp error code comes back as the
+generated server on a real uvicorn server, and every Twirp error code comes back as the
 client's TwirpError with its message and metadata."""
 
 from __future__ import annotations

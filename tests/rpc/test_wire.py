@@ -1,5 +1,5 @@
 """The server side of the Twirp v7 wire protocol, checked with plain HTTP requests against
-TwirpApp on a real hypercorn server, as the reference Go server behaves."""
+TwirpApp on a real uvicorn server, as the reference Go server behaves."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mcsv.twirp import ErrorCode
 from mcsv.v1 import job_pb2, user_pb2
 
 from tests.support.samples import sample
-from tests.support.servers import hypercorn
+from tests.support.servers import asgi_server
 
 PROTOBUF = {"Content-Type": "application/protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -204,7 +204,7 @@ def test_a_handler_returning_the_wrong_type_is_internal(http: httpx.Client, path
 
 @pytest.fixture(scope="module")
 def small_limit_url() -> Iterator[str]:
-    with hypercorn("tests.support.echo_app:app", env={"MCSV_TEST_MAX_BODY_BYTES": "1024"}) as url:
+    with asgi_server("tests.support.echo_app:app", env={"MCSV_TEST_MAX_BODY_BYTES": "1024"}) as url:
         yield url
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import peewee
@@ -20,7 +20,7 @@ from mcsv.v1.client_twirp import ClientServiceClient
 from internal import config
 from internal.auth import tokens
 from internal.data import create_tables, open_database
-from internal.peers import sync_http_client
+from internal.peers import sync_transport
 from internal.services.common.times import timestamp
 from tests.e2e.backends import postgres_database
 from tests.support.servers import free_port, serving
@@ -66,9 +66,9 @@ def client_svc(database_url: str, use_json: bool = False) -> Iterator[ClientServ
             env={"CLIENT_SVC_URL": url, "DATABASE_URL": database_url, **AUTH_ENV},
             ready=lambda answer: answer.status_code == 200,
         ),
-        sync_http_client() as http,
+        closing(sync_transport([url])) as transport,
         ClientServiceClient(
-            url, http_client=http, use_json=use_json, credentials=as_user_svc
+            url, transport=transport, use_json=use_json, credentials=as_user_svc
         ) as client,
     ):
         yield client

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from internal.storage import LocalStorage
-from tests.support.servers import hypercorn, s3_server
+from tests.support.servers import asgi_server, s3_server
 
 MAX_PUT_BYTES = 64 * 1024
 BODY_TIMEOUT_SECONDS = 1.0
@@ -25,7 +25,7 @@ class LocalServer:
 
 @pytest.fixture(scope="session")
 def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """storage_routes served by hypercorn on a loopback port."""
+    """storage_routes served by uvicorn on a loopback port."""
     root = tmp_path_factory.mktemp("local-storage")
     secret = secrets.token_hex(32)
     env = {
@@ -34,7 +34,7 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServ
         "MCSV_TEST_STORAGE_MAX_PUT_BYTES": str(MAX_PUT_BYTES),
         "MCSV_TEST_STORAGE_BODY_TIMEOUT": str(BODY_TIMEOUT_SECONDS),
     }
-    with hypercorn("tests.storage.app:app", env=env) as url:
+    with asgi_server("tests.storage.app:app", env=env) as url:
         yield LocalServer(url, LocalStorage(root, public_url=url, secret=secret))
 
 

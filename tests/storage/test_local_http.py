@@ -1,4 +1,4 @@
-"""LocalStorage's presigned URLs used over real HTTP against storage_routes served by hypercorn."""
+"""LocalStorage's presigned URLs used over real HTTP against storage_routes served by uvicorn."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Starting real servers for tests: hypercorn processes on loopback ports."""
+"""Starting real servers for tests: ASGI apps served by uvicorn, as the services are, on loopback
+ports."""
 
 from __future__ import annotations
 
@@ -97,15 +98,24 @@ def serving(
             process.wait()
 
 
+def uvicorn_argv(app: str, port: int) -> list[str]:
+    """The command serving the ASGI app `module:attribute` on 127.0.0.1:`port` with uvicorn,
+    configured as the services' run() configures it."""
+    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+            "--http", "httptools", "--loop", "uvloop", "--ws", "none", "--no-access-log",
+            "--no-proxy-headers", "--no-server-header"]  # fmt: skip
+
+
 @contextmanager
-def hypercorn(app: str, env: dict[str, str] | None = None, timeout: float = 30) -> Iterator[str]:
-    """Serves the ASGI app `module:attribute` with hypercorn on a free loopback port until the
-    block ends; yields its base URL once GET /health answers 200."""
+def asgi_server(app: str, env: dict[str, str] | None = None, timeout: float = 30) -> Iterator[str]:
+    """Serves the ASGI app `module:attribute` with uvicorn (as internal.services.common.app
+    runs the services) on a free loopback port until the block ends; yields its base URL once
+    GET /health answers 200."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serving(
-        f"hypercorn-{port}",
-        [sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{port}"],
+        f"uvicorn-{port}",
+        uvicorn_argv(app, port),
         url + "/health",
         env={"PYTHONPATH": str(ROOT), **(env or {})},
         ready=lambda answer: answer.status_code == 200,

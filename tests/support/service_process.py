@@ -1,5 +1,5 @@
 """The echo servers (tests/support/echo_app.py) in a service app, served as the services are:
-service_app() (internal/services/common/app.py, observed) run by run(), i.e. hypercorn, with
+service_app() (internal/services/common/app.py, observed) run by run(), i.e. uvicorn, with
 the settings from the environment (RPC_BODY_TIMEOUT_SECONDS, ...).
 
     python -m tests.support.service_process PORT

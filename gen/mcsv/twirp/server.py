@@ -17,11 +17,14 @@ wire behaviour of the reference Go server (twitchtv/twirp, protocol v7):
   servers close it otherwise, racing a client that reuses it); a larger one closes it;
 - errors are always the Twirp JSON object with string meta; a handler's unexpected exception
   is internal (logged, no details to the caller), and so is a response of the wrong type;
-- plain handlers run in a thread pool, async handlers on the event loop;
+- plain handlers run in a thread pool, async handlers on the event loop; an async handler
+  is cancelled when the client goes away while it runs (as Go's net/http cancels the
+  request's context): its answer could reach no one, and a caller that died and retries
+  elsewhere must not race its own earlier attempt;
 - served on its own (not mounted), it answers the lifespan protocol.
 
 It needs nothing beyond the standard library and protobuf; serve it with any ASGI server:
-    app = TwirpApp(UserServiceServer(service=Users()))      # hypercorn module:app
+    app = TwirpApp(UserServiceServer(service=Users()))      # uvicorn module:app
 """
 
 from __future__ import annotations
@@ -98,6 +101,12 @@ class _Body:
         self.length = _content_length(headers)
         # done: all of it received (a request without Content-Length or chunks has none)
         self.done = self.length == 0 or (self.length is None and "transfer-encoding" not in headers)
+
+    async def gone(self) -> bool:
+        """Waits for the next event after the whole body: True when the client went away
+        (servers answer nothing more before the response is complete)."""
+        message = await self._receive()
+        return bool(message["type"] == "http.disconnect")
 
     async def chunk(self) -> bytes:
         message = await self._receive()
@@ -191,7 +200,7 @@ class TwirpApp:
             hook.request_routed(ctx)
         body = await self._read_body(incoming)
         request = codec.decode(body, endpoint.input, content_type, known_enums_only=True)
-        response = await _call(endpoint.function, ctx, request)
+        response = await _call_while_connected(endpoint.function, ctx, request, incoming)
         if not isinstance(response, endpoint.output):
             raise TwirpError(
                 ErrorCode.INTERNAL,
@@ -254,6 +263,35 @@ class TwirpApp:
                 call(hook)
             except Exception:
                 log.exception("hook %s.%s failed", type(hook).__name__, step)
+
+
+async def _call_while_connected(
+    function: Callable[..., Any], ctx: ServerContext, request: Message, incoming: _Body
+) -> Any:
+    """Runs a handler; an async one is cancelled should the client go away meanwhile."""
+    handler = asyncio.current_task()
+    if not inspect.iscoroutinefunction(function) or not incoming.done or handler is None:
+        return await _call(function, ctx, request)
+    went_away = False
+
+    async def watch() -> None:
+        nonlocal went_away
+        if await incoming.gone():
+            went_away = True
+            handler.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await function(ctx, request)
+    except asyncio.CancelledError:
+        if not went_away:
+            raise
+        handler.uncancel()
+        raise _ClosingError(ErrorCode.CANCELED, "the client went away") from None
+    finally:
+        watcher.cancel()
+        if went_away and handler.cancelling():  # cancelled just as the handler returned
+            handler.uncancel()
 
 
 async def _call(function: Callable[..., Any], ctx: ServerContext, request: Message) -> Any:

@@ -1,5 +1,7 @@
-"""HTTP transports for the generated Twirp clients: one sync (httpx.Client) and one async
-(httpx.AsyncClient). Generated clients subclass these and add one typed method per RPC.
+"""The generated Twirp clients' base classes: SyncClient (blocking) and AsyncClient (asyncio).
+Generated clients subclass these and add one typed method per RPC. They send through a
+transport (transport.py: urllib3 and aiohttp by default); hand them another one, e.g. one
+that wraps the default to spread calls over replicas or trace them.
 
 Credentials: `credentials` is a bearer token (a str), or a callable returning one (called
 per request, so it can refresh a short-lived token); it is sent as `Authorization: Bearer`.
@@ -15,11 +17,20 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self, TypeVar
 
-import httpx
 from google.protobuf.message import Message
 
 from . import codec
 from .errors import ErrorCode, TwirpError
+from .transport import (
+    AiohttpTransport,
+    AsyncTransport,
+    HTTPRequest,
+    HTTPResponse,
+    SyncTransport,
+    TimedOut,
+    TransportError,
+    Urllib3Transport,
+)
 
 M = TypeVar("M", bound=Message)
 
@@ -45,7 +56,7 @@ class _ClientBase:
         self.base_url = base_url.rstrip("/") + "/" + prefix.strip("/")
         self.timeout = timeout
         self.content_type = codec.JSON if use_json else codec.PROTOBUF
-        self.headers = dict(headers or {})
+        self.headers = {name.lower(): value for name, value in (headers or {}).items()}
         self.credentials = credentials
 
     def _prepare(
@@ -54,54 +65,56 @@ class _ClientBase:
         request: Message,
         request_type: type[Message],
         headers: Mapping[str, str] | None,
-    ) -> tuple[str, bytes, httpx.Headers]:
+        timeout: float | None,
+    ) -> HTTPRequest:
         if not isinstance(request, request_type):
             raise TypeError(
                 f"{route} takes {request_type.DESCRIPTOR.full_name}, not {type(request).__name__}"
             )
-        merged = httpx.Headers(self.headers)  # case-insensitive: ours replace any spelling
+        merged = dict(self.headers)  # lower-case names: ours replace any spelling
         if self.credentials is not None:
             token = self.credentials if isinstance(self.credentials, str) else self.credentials()
-            merged["Authorization"] = f"Bearer {token}"
-        merged.update(headers or {})
-        merged["Content-Type"] = merged["Accept"] = self.content_type
-        url = f"{self.base_url.rstrip('/')}/{route}"
-        return url, codec.encode(request, self.content_type), merged
+            merged["authorization"] = f"Bearer {token}"
+        for name, value in (headers or {}).items():
+            merged[name.lower()] = value
+        merged["content-type"] = merged["accept"] = self.content_type
+        return HTTPRequest(
+            url=f"{self.base_url.rstrip('/')}/{route}",
+            headers=merged,
+            body=codec.encode(request, self.content_type),
+            timeout=self.timeout if timeout is None else timeout,
+        )
 
-    def _read(self, response: httpx.Response, response_type: type[M]) -> M:
-        if response.status_code != 200:
+    def _read(self, response: HTTPResponse, response_type: type[M]) -> M:
+        if response.status != 200:
             raise TwirpError.from_response(
-                response.status_code, response.content, response.headers.get("Location")
+                response.status, response.body, response.headers.get("location")
             )
-        answered = codec.media_type(response.headers.get("Content-Type"))
+        answered = codec.media_type(response.headers.get("content-type"))
         if answered and answered != self.content_type:
             raise TwirpError(
                 ErrorCode.INTERNAL,
                 f"expected a {self.content_type} response, got {answered!r}",
             )
         try:
-            return codec.decode(response.content, response_type, self.content_type)
+            return codec.decode(response.body, response_type, self.content_type)
         except TwirpError as exc:
             raise TwirpError(
                 ErrorCode.INTERNAL, f"failed to decode the response: {exc.msg}"
             ) from exc
 
-    def _timeout(self, timeout: float | None) -> float | None:
-        return self.timeout if timeout is None else timeout
 
-
-def _transport_error(route: str, exc: httpx.HTTPError) -> TwirpError:
-    if isinstance(exc, httpx.TimeoutException):
+def _transport_error(route: str, exc: TransportError) -> TwirpError:
+    if isinstance(exc, TimedOut):
         return TwirpError(ErrorCode.DEADLINE_EXCEEDED, f"{route}: timed out: {exc}")
     return TwirpError(
-        ErrorCode.UNAVAILABLE,
-        f"{route}: {type(exc).__name__}: {exc}",
-        {"cause": type(exc).__name__},
+        ErrorCode.UNAVAILABLE, f"{route}: {exc}", {"cause": type(exc.__cause__ or exc).__name__}
     )
 
 
 class SyncClient(_ClientBase):
-    """Blocking Twirp client. Reuses connections; close it (or use `with`) when done."""
+    """Blocking Twirp client. Reuses connections; close it (or use `with`) when done. It
+    closes only a transport it made: one handed to it stays open."""
 
     def __init__(
         self,
@@ -111,7 +124,7 @@ class SyncClient(_ClientBase):
         timeout: float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         use_json: bool = False,
-        http_client: httpx.Client | None = None,
+        transport: SyncTransport | None = None,
         credentials: Credentials | None = None,
     ) -> None:
         super().__init__(
@@ -122,8 +135,8 @@ class SyncClient(_ClientBase):
             use_json=use_json,
             credentials=credentials,
         )
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(follow_redirects=False)
+        self._owns_transport = transport is None
+        self.transport: SyncTransport = transport or Urllib3Transport()
 
     def _call(
         self,
@@ -135,18 +148,16 @@ class SyncClient(_ClientBase):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> M:
-        url, body, merged = self._prepare(route, request, request_type, headers)
+        prepared = self._prepare(route, request, request_type, headers, timeout)
         try:
-            response = self._http.post(
-                url, content=body, headers=merged, timeout=self._timeout(timeout)
-            )
-        except httpx.HTTPError as exc:
+            response = self.transport.send(prepared)
+        except TransportError as exc:
             raise _transport_error(route, exc) from exc
         return self._read(response, response_type)
 
     def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
+        if self._owns_transport:
+            self.transport.close()
 
     def __enter__(self) -> Self:
         return self
@@ -161,7 +172,8 @@ class SyncClient(_ClientBase):
 
 
 class AsyncClient(_ClientBase):
-    """asyncio Twirp client. Reuses connections; close it (or use `async with`) when done."""
+    """asyncio Twirp client. Reuses connections; close it (or use `async with`) when done.
+    It closes only a transport it made: one handed to it stays open."""
 
     def __init__(
         self,
@@ -171,7 +183,7 @@ class AsyncClient(_ClientBase):
         timeout: float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         use_json: bool = False,
-        http_client: httpx.AsyncClient | None = None,
+        transport: AsyncTransport | None = None,
         credentials: Credentials | None = None,
     ) -> None:
         super().__init__(
@@ -182,8 +194,8 @@ class AsyncClient(_ClientBase):
             use_json=use_json,
             credentials=credentials,
         )
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(follow_redirects=False)
+        self._owns_transport = transport is None
+        self.transport: AsyncTransport = transport or AiohttpTransport()
 
     async def _call(
         self,
@@ -195,18 +207,16 @@ class AsyncClient(_ClientBase):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> M:
-        url, body, merged = self._prepare(route, request, request_type, headers)
+        prepared = self._prepare(route, request, request_type, headers, timeout)
         try:
-            response = await self._http.post(
-                url, content=body, headers=merged, timeout=self._timeout(timeout)
-            )
-        except httpx.HTTPError as exc:
+            response = await self.transport.send(prepared)
+        except TransportError as exc:
             raise _transport_error(route, exc) from exc
         return self._read(response, response_type)
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owns_transport:
+            await self.transport.aclose()
 
     async def __aenter__(self) -> Self:
         return self

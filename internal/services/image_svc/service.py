@@ -169,6 +169,12 @@ class ImageService:
             raise invalid_argument("pdf_upload_url", f"is not a URL ({exc})") from exc
         except httpx.HTTPError as exc:
             raise TwirpError(ErrorCode.UNAVAILABLE, f"storing the PDF failed: {exc}") from exc
+        if response.status_code == 409:
+            # The URL is bound to this conversion's PDF and objects are committed whole, so
+            # the PDF is already stored: an earlier attempt whose worker died stored it after
+            # this attempt began. Same source, same options: the same PDF.
+            log.info("the PDF of %s is already stored; not storing it twice", url.split("?")[0])
+            return
         if response.status_code not in (200, 201, 204):
             raise self._storage_refused("pdf_upload_url", response.status_code, response.text[:200])
 

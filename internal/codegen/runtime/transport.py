@@ -1,0 +1,159 @@
+"""How the generated clients send their HTTP requests: a transport takes one HTTPRequest and
+answers its HTTPResponse, or raises TransportError (ConnectFailed when no connection could
+be made, so the request was not sent; TimedOut when the answer did not come in time).
+
+SyncTransport and AsyncTransport are the seam for anything between a client and the network:
+a transport may wrap another one to spread calls over replicas, trace them, count them. The
+defaults are Urllib3Transport (blocking, thread-safe) and AiohttpTransport (asyncio), the
+fastest clients measured for this (README, "Why the generated clients use urllib3 and
+aiohttp").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import urllib3
+
+# Under the servers' keep-alive timeout (uvicorn: 5 s), so that the client, not the server,
+# retires an idle connection: a request is never sent on one the server is closing.
+KEEPALIVE_SECONDS = 4.0
+POOL_SIZE = 32  # connections kept per host (the sync clients are shared by threads)
+
+
+@dataclass(slots=True)
+class HTTPRequest:
+    """A POST to `url`. `headers` may be changed by the transports it passes through (trace
+    context); names are lower case. `timeout` (seconds) bounds the whole exchange."""
+
+    url: str
+    headers: MutableMapping[str, str]
+    body: bytes
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPResponse:
+    """An answer: status, headers (names lower case) and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class TransportError(Exception):
+    """No answer came: the connection failed or broke, or the answer was not HTTP."""
+
+
+class ConnectFailed(TransportError):
+    """No connection could be made; the request was not sent (safe to send elsewhere)."""
+
+
+class TimedOut(TransportError):
+    """The answer did not come within the request's timeout."""
+
+
+class SyncTransport(Protocol):
+    def send(self, request: HTTPRequest) -> HTTPResponse: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncTransport(Protocol):
+    async def send(self, request: HTTPRequest) -> HTTPResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Urllib3Transport:
+    """Blocking HTTP/1.1 with connection reuse (urllib3's PoolManager); thread-safe."""
+
+    def __init__(self, pool_size: int = POOL_SIZE) -> None:
+        self._pool = urllib3.PoolManager(maxsize=pool_size, retries=False)
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        try:
+            answer = self._pool.request(
+                "POST",
+                request.url,
+                body=request.body,
+                headers=dict(request.headers),
+                timeout=urllib3.Timeout(total=request.timeout),
+                redirect=False,
+                retries=False,
+            )
+        except urllib3.exceptions.NewConnectionError as exc:  # before ConnectTimeoutError:
+            raise ConnectFailed(_describe(exc)) from exc  # older urllib3 derive one from it
+        except urllib3.exceptions.TimeoutError as exc:
+            raise TimedOut(_describe(exc)) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransportError(_describe(exc)) from exc
+        headers = {name.lower(): value for name, value in answer.headers.items()}
+        return HTTPResponse(answer.status, headers, answer.data)
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+class AiohttpTransport:
+    """asyncio HTTP/1.1 with connection reuse (aiohttp). Its session is made on the first
+    request, inside the event loop it then belongs to (and made again should the transport
+    be used from another loop later, e.g. after another asyncio.run)."""
+
+    def __init__(self, pool_size: int = 100) -> None:
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        self._loop = asyncio.get_running_loop()
+        connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=KEEPALIVE_SECONDS)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            auto_decompress=False,
+        )
+        return self._session
+
+    def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        session = self._session
+        if session is None or self._loop is not asyncio.get_running_loop():
+            session = self._open()
+        try:
+            async with session.post(
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=self._timeout(request.timeout),
+                allow_redirects=False,
+            ) as answer:
+                body = await answer.read()
+                headers = {name.lower(): value for name, value in answer.headers.items()}
+                return HTTPResponse(answer.status, headers, body)
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectFailed(_describe(exc)) from exc
+        except TimeoutError as exc:  # aiohttp's own (ServerTimeoutError) derive from it
+            raise TimedOut(_describe(exc) or "timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(_describe(exc)) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,81 @@
+"""The generated clients' transport seam (mcsv.twirp.SyncTransport/AsyncTransport) as the
+services' peers use it: a transport wrapping the default sees every request (and may add
+headers), the balancing transports go on to the next replica when one refuses the connection,
+and an async client keeps working across event loops."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from mcsv.twirp import (
+    AiohttpTransport,
+    HTTPRequest,
+    HTTPResponse,
+    Urllib3Transport,
+)
+from mcsv.v1 import job_pb2
+from mcsv.v1.job_twirp import AsyncJobServiceClient, JobServiceClient
+
+from internal.rpc.balance import BalancedSyncTransport, BalancedTransport, Replicas
+from tests.support.servers import free_port
+
+EMPTY = job_pb2.GetJobRequest()
+
+
+class Recording:
+    """A SyncTransport that records what it is handed and adds a header."""
+
+    def __init__(self) -> None:
+        self.inner = Urllib3Transport()
+        self.seen: list[HTTPRequest] = []
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        request.headers["x-added-by-the-transport"] = "yes"
+        self.seen.append(request)
+        return self.inner.send(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_wrapping_transport_sees_each_request(echo_url: str) -> None:
+    recording = Recording()
+    tokens = iter(["first", "second"])
+    with JobServiceClient(echo_url, transport=recording, credentials=lambda: next(tokens)) as c:
+        assert c.get_job(EMPTY) == job_pb2.GetJobResponse()
+        assert c.get_job(EMPTY, headers={"X-Call": "2"}) == job_pb2.GetJobResponse()
+    assert [r.headers["authorization"] for r in recording.seen] == [
+        "Bearer first", "Bearer second",
+    ]  # fmt: skip
+    assert recording.seen[1].headers["x-call"] == "2"
+    assert recording.seen[0].url == f"{echo_url}/twirp/mcsv.v1.JobService/GetJob"
+    recording.close()  # a handed transport stays open after the client closes
+    assert all(r.headers["x-added-by-the-transport"] == "yes" for r in recording.seen)
+
+
+def test_balanced_sync_calls_skip_a_replica_that_refuses(echo_url: str) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    transport = BalancedSyncTransport(Replicas([down, echo_url]))
+    with JobServiceClient(down, transport=transport) as client:
+        for _ in range(4):  # each replica's turn comes
+            assert client.get_job(EMPTY) == job_pb2.GetJobResponse()
+    transport.close()
+
+
+@pytest.mark.anyio
+async def test_balanced_async_calls_skip_a_replica_that_refuses(echo_url: str) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    transport = BalancedTransport(Replicas([down, echo_url]))
+    async with AsyncJobServiceClient(down, transport=transport) as client:
+        for _ in range(4):
+            assert await client.get_job(EMPTY) == job_pb2.GetJobResponse()
+    await transport.aclose()
+
+
+def test_an_async_transport_serves_one_event_loop_after_another(echo_url: str) -> None:
+    transport = AiohttpTransport()
+    client = AsyncJobServiceClient(echo_url, transport=transport)
+    for _ in range(2):  # e.g. two asyncio.run in one program
+        assert asyncio.run(client.get_job(EMPTY)) == job_pb2.GetJobResponse()
+    asyncio.run(transport.aclose())
