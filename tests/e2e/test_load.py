@@ -46,7 +46,9 @@ def test_the_open_loop_starts_on_schedule_and_counts_a_stall_in_the_latency(
         # user_svc hangs for 2 s in the middle of a run: the starts go on (they wait in the
         # client), and the workflows scheduled during the stall are late by up to its length.
         run = open_loop(system, rate=20, users=60)
-        time.sleep(1.0)
+        assert run.stderr is not None
+        assert run.stderr.readline().startswith("load: 60 users started at 20/s")  # starting
+        time.sleep(0.5)
         with paused(system, "user_svc"):
             time.sleep(2.0)
         out, stalled = figures(run)
