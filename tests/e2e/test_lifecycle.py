@@ -62,6 +62,14 @@ def convert(
     ).conversion
 
 
+def discarded_jobs(jobs: JobServiceClient) -> str:
+    """The discarded jobs with their history, for a failing assertion's message."""
+    listed = jobs.list_jobs(
+        job_pb2.ListJobsRequest(state=job_pb2.JOB_STATE_DISCARDED, page_size=100)
+    ).jobs
+    return "\n".join(str(jobs.get_job(job_pb2.GetJobRequest(id=job.id))) for job in listed)
+
+
 def most_attempts(jobs: JobServiceClient, queue: str) -> int:
     listed = jobs.list_jobs(job_pb2.ListJobsRequest(queue=queue, page_size=1000)).jobs
     return max((job.attempt for job in listed), default=0)
@@ -92,7 +100,7 @@ def test_an_outage_longer_than_the_rpc_timeout_and_the_old_retry_budget_fails_no
                 assert time.monotonic() < deadline, "the jobs were not retried"
                 time.sleep(0.5)
             waiting = jobs.get_queue_stats(job_pb2.GetQueueStatsRequest()).queues
-            assert not any(queue.discarded for queue in waiting)
+            assert not any(queue.discarded for queue in waiting), discarded_jobs(jobs)
 
         emails = latest(system, EMAIL, {answer.user.id for answer in created}, succeeded)
         conversions = latest(system, CONVERSION, converted, succeeded)
