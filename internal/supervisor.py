@@ -106,7 +106,7 @@ class System:
 
     env: Mapping[str, str]
     workers: int = 2
-    worker_threads: int = 4
+    worker_threads: int = 8  # as cmd/job_worker.py's default
     output: IO[str] | None = None  # None: discard children's output
     colour: bool = False
     restart: bool = False  # restart crashed children (see the module docstring)

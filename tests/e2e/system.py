@@ -45,7 +45,7 @@ def whole_system(
     workers: int = 2,
     env: Mapping[str, str] | None = None,
     restart: bool = False,
-    worker_threads: int = 4,
+    worker_threads: int = 8,
     **extra: str,
 ) -> Iterator[System]:
     """The system running until the block ends, its output in data_dir/system.log. Without

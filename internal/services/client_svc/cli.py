@@ -4,7 +4,12 @@ final callbacks, polling client_svc's ListNotifications.
   demo                         a few users, one PNG and one JPEG, shown as they complete
   load --users N --images M    N welcome-email workflows and M conversions at --concurrency,
                                with a progress line; prints completed / failed / missing,
-                               end-to-end latency p50/p95/p99 and throughput per workflow
+                               end-to-end latency p50/p95/p99/max and throughput per workflow
+  load --rate R --users N      open loop: N welcome-email workflows started at R per second
+                               on a fixed schedule, however many are still in flight; each
+                               latency counts from the workflow's scheduled start, so a
+                               system that falls behind shows it (no coordinated omission)
+  --json                       also a last line with the figures as JSON (for tests/bench)
 
 Like a real client, it retries a start refused as unavailable or deadline_exceeded (a
 connection error is unavailable), with exponential backoff for up to START_RETRY_SECONDS, with
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import random
 import statistics
 import sys
@@ -24,7 +30,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import client_pb2, common_pb2, user_pb2
@@ -63,24 +69,39 @@ class Workflow:
         )
         return event.outcome
 
-    def summary(self) -> list[str]:
+    def figures(self) -> dict[str, Any]:
+        """The run's counts and, when some finished, latencies (ms) and throughput (/s)."""
         completed = [s for s in self.finished if self.outcome(s) == common_pb2.OUTCOME_SUCCEEDED]
-        failed = [s for s in self.finished if s not in completed]
-        missing = len(self.started) - len(self.finished)
+        figures: dict[str, Any] = {
+            "started": len(self.started) + len(self.refused),
+            "completed": len(completed),
+            "failed": len(self.finished) - len(completed),
+            "missing": len(self.started) - len(self.finished),
+            "refused": len(self.refused),
+        }
         latencies = sorted(received_at(self.finished[s]) - self.started[s] for s in self.finished)
-        lines = [
-            f"{self.name}: {len(self.started) + len(self.refused)} started, "
-            f"{len(completed)} completed, {len(failed)} failed, {missing} missing"
-            + (f", {len(self.refused)} refused at start" if self.refused else "")
-        ]
         if latencies:
             first = min(self.started.values())
             last = max(received_at(n) for n in self.finished.values())
-            p50, p95, p99 = (percentile(latencies, q) * 1000 for q in (50, 95, 99))
-            throughput = len(latencies) / max(last - first, 1e-6)
+            for q in (50, 95, 99):
+                figures[f"p{q}_ms"] = percentile(latencies, q) * 1000
+            figures["max_ms"] = latencies[-1] * 1000
+            figures["throughput"] = len(latencies) / max(last - first, 1e-6)
+        return figures
+
+    def summary(self) -> list[str]:
+        figures = self.figures()
+        failed = [s for s in self.finished if self.outcome(s) != common_pb2.OUTCOME_SUCCEEDED]
+        lines = [
+            f"{self.name}: {figures['started']} started, {figures['completed']} completed, "
+            f"{figures['failed']} failed, {figures['missing']} missing"
+            + (f", {figures['refused']} refused at start" if self.refused else "")
+        ]
+        if "throughput" in figures:
             lines.append(
-                f"  end-to-end latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms; "
-                f"throughput {throughput:.1f}/s"
+                f"  end-to-end latency p50 {figures['p50_ms']:.0f} ms, "
+                f"p95 {figures['p95_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms, "
+                f"max {figures['max_ms']:.0f} ms; throughput {figures['throughput']:.1f}/s"
             )
         for subject in failed[:5]:
             lines.append(f"  failed {subject}: {self.error(subject)}")
@@ -162,20 +183,44 @@ class Driver:
         await self.peers.aclose()
 
     async def create_user(self, index: int) -> str | None:
-        name, email = f"User {index}", f"user{index}.{time.time_ns()}@example.com"
+        """A welcome workflow started once one of the --concurrency slots is free (closed
+        loop); its latency counts from then."""
         async with self.limit:
-            started = time.time()
-            try:
-                # The root of the workflow's trace: every service's spans hang below it.
-                with observability.tracer().start_as_current_span("workflow welcome email"):
-                    request = user_pb2.CreateUserRequest(name=name, email=email)
-                    created = await retried(lambda: self.users.create_user(request))
-            except TwirpError as exc:
-                self.emails.refused.append(f"CreateUser: {exc}")
-                return None
+            return await self.create_user_now(index, time.time())
+
+    async def create_user_now(self, index: int, started: float) -> str | None:
+        """A welcome workflow started now, its latency counted from `started`."""
+        name, email = f"User {index}", f"user{index}.{time.time_ns()}@example.com"
+        try:
+            # The root of the workflow's trace: every service's spans hang below it.
+            with observability.tracer().start_as_current_span("workflow welcome email"):
+                request = user_pb2.CreateUserRequest(name=name, email=email)
+                created = await retried(lambda: self.users.create_user(request))
+        except TwirpError as exc:
+            self.emails.refused.append(f"CreateUser: {exc}")
+            return None
         self.emails.started[created.user.id] = started
         self.api_tokens[created.user.id] = created.api_token
         return created.user.id
+
+    async def open_loop(self, count: int, rate: float) -> float:
+        """Starts `count` welcome workflows at `rate` per second on a fixed schedule, each at
+        its time whether or not earlier ones have answered; returns the largest lag of a
+        start behind its schedule (seconds: the client itself falling behind)."""
+        loop = asyncio.get_running_loop()
+        first_wall, first_loop = time.time(), loop.time()
+        tasks: list[asyncio.Task[str | None]] = []
+        lag = 0.0
+        for index in range(count):
+            offset = index / rate
+            delay = first_loop + offset - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lag = max(lag, -delay)
+            start = self.create_user_now(index + 1, first_wall + offset)
+            tasks.append(asyncio.create_task(start))
+        await asyncio.gather(*tasks)
+        return lag
 
     async def convert(self, user_id: str, index: int) -> None:
         fmt = "png" if index % 2 == 0 else "jpeg"
@@ -265,29 +310,60 @@ async def run_load(settings: config.Settings, args: argparse.Namespace) -> int:
     driver = Driver(settings, args.concurrency)
     await driver.start_from_now()
     show = _progress(driver, quiet=args.quiet)
-    print(
-        f"load: {args.users} users and {args.images} images at concurrency {args.concurrency} "
-        f"against {settings.url('user_svc')}",
-        file=sys.stderr,
-    )
-    owner = await driver.create_user(0) if args.images else None
-    if args.images and owner is None:
-        print("could not create the user who uploads the images", file=sys.stderr)
-    tasks: list[Awaitable[object]] = [driver.create_user(i) for i in range(1, args.users + 1)]
-    if owner is not None:
-        tasks += [driver.convert(owner, i) for i in range(args.images)]
-    await gather_limited(tasks, show)
+    figures: dict[str, Any] = {}
+    if args.rate:
+        print(
+            f"load: {args.users} users started at {args.rate:g}/s (open loop) "
+            f"against {settings.url('user_svc')}",
+            file=sys.stderr,
+        )
+        ticker = asyncio.create_task(_tick(show))
+        began = time.monotonic()
+        lag = await driver.open_loop(args.users, args.rate)
+        sent_for = time.monotonic() - began
+        ticker.cancel()
+        # A lag, or starts taking longer than users/rate: the client could not keep up.
+        figures.update(offered_rate=args.rate, start_lag_ms=lag * 1000, sent_in_s=sent_for)
+    else:
+        print(
+            f"load: {args.users} users and {args.images} images at concurrency "
+            f"{args.concurrency} against {settings.url('user_svc')}",
+            file=sys.stderr,
+        )
+        owner = await driver.create_user(0) if args.images else None
+        if args.images and owner is None:
+            print("could not create the user who uploads the images", file=sys.stderr)
+        tasks: list[Awaitable[object]] = [driver.create_user(i) for i in range(1, args.users + 1)]
+        if owner is not None:
+            tasks += [driver.convert(owner, i) for i in range(args.images)]
+        await gather_limited(tasks, show)
     await driver.wait(args.timeout, show)
     if not args.quiet:
         print(file=sys.stderr)
     for workflow in (driver.emails, driver.conversions):
         if workflow.started or workflow.refused:
             print("\n".join(workflow.summary()))
+    if args.rate:
+        print(
+            f"  offered {args.rate:g}/s; the client's starts lagged their schedule by at most "
+            f"{figures['start_lag_ms']:.0f} ms"
+        )
+    if args.json:
+        figures["emails"] = driver.emails.figures()
+        if driver.conversions.started or driver.conversions.refused:
+            figures["conversions"] = driver.conversions.figures()
+        print(json.dumps(figures))
     await driver.close()
     incomplete = any(
         len(w.finished) < len(w.started) or w.refused for w in (driver.emails, driver.conversions)
     )
     return 1 if incomplete else 0
+
+
+async def _tick(show: Callable[[], None]) -> None:
+    while True:
+        show()
+        await asyncio.sleep(0.25)
 
 
 async def run_demo(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -337,9 +413,20 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--users", type=int, default=100, help="welcome-email workflows")
     load.add_argument("--images", type=int, default=0, help="conversions")
     load.add_argument("--concurrency", type=int, default=10, help="requests in flight")
+    load.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="open loop: start --users workflows at this many per second (not with --images)",
+    )
+    load.add_argument("--json", action="store_true", help="a last line of figures as JSON")
     load.add_argument("--timeout", type=float, default=600, help="seconds to wait for callbacks")
     load.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
+    if args.command == "load" and args.rate and args.images:
+        parser.error("--rate drives welcome workflows only; leave out --images")
+    if args.command == "load" and args.rate < 0:
+        parser.error("--rate must be positive")
     settings = config.load()
     observability.configure_tracing("client_svc")
     run = run_demo if args.command == "demo" else run_load

@@ -5,7 +5,9 @@ order received; ListNotifications reads them back. Its CLI
 
 from __future__ import annotations
 
+import functools
 import time
+from dataclasses import dataclass
 
 import peewee
 from mcsv.twirp import Context
@@ -131,18 +133,47 @@ def store_notification(
             database.execute_sql(  # type: ignore[no-untyped-call]
                 f'LOCK TABLE "{table}" IN EXCLUSIVE MODE'
             )
-        stored = Notification.get_or_none(Notification.notification_id == notification_id)
-        if stored is not None and version <= stored.version:
+        # The statements every notification runs, as SQL written once (peewee would build it
+        # anew each time, at several times the cost of running it).
+        sql = _statements(database)
+        found = database.execute_sql(sql.version, (notification_id,)).fetchone()  # type: ignore[no-untyped-call]
+        stored_version = None if found is None else found[0]
+        if stored_version is not None and version <= stored_version:
             return False, False  # a repeat, or older than what is kept
-        last = Notification.select(peewee.fn.MAX(Notification.sequence)).scalar()
+        (last,) = database.execute_sql(sql.last).fetchone()  # type: ignore[no-untyped-call]
         fields = {**values, "version": version, "sequence": (last or 0) + 1}
-        if stored is None:
-            Notification.insert(notification_id=notification_id, **fields).execute()
+        if stored_version is None:
+            database.execute_sql(  # type: ignore[no-untyped-call]
+                sql.insert, [notification_id, *(fields[column] for column in INSERTED[1:])]
+            )
         else:
             Notification.update(**fields).where(
                 Notification.notification_id == notification_id
             ).execute()
-        return stored is None, True
+        return stored_version is None, True
+
+
+# The columns store_notification inserts, in order.
+INSERTED = ("notification_id", "kind", "subject_id", "received_at", "payload", "sequence",
+            "version")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Statements:
+    version: str  # the stored version of a notification id
+    last: str  # the highest sequence
+    insert: str  # a new notification, INSERTED's columns
+
+
+@functools.cache
+def _statements(database: peewee.Database) -> _Statements:
+    table, param = Notification._meta.table_name, database.param
+    columns = ", ".join(f'"{column}"' for column in INSERTED)
+    return _Statements(
+        version=f'SELECT "version" FROM "{table}" WHERE "notification_id" = {param}',
+        last=f'SELECT MAX("sequence") FROM "{table}"',
+        insert=f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join(param for _ in INSERTED)})',
+    )
 
 
 def notification_message(row: Notification) -> client_pb2.Notification:

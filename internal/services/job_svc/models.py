@@ -91,6 +91,8 @@ class JobRow(peewee.Model):
             (("actor", "inserted_at"), False),
             (("queue", "state"), False),
         )
+        # save() writes only the fields a transition changed (a few, of nineteen).
+        only_save_dirty = True
 
 
 class JobEventRow(peewee.Model):

@@ -44,6 +44,7 @@ class JobStore:
     def __init__(self, database: peewee.Database, policy: RetryPolicy) -> None:
         self.database = database
         self.policy = policy
+        self.sql = HotStatements(database)
 
     # -- enqueueing ---------------------------------------------------------------------
 
@@ -58,9 +59,9 @@ class JobStore:
     def mark_sent(self, job_id: str, dispatch: int) -> None:
         """The message numbered `dispatch` is on the queue (unless a newer one replaced it)."""
         with self.database.connection_context():
-            JobRow.update(sent=True).where(
-                (JobRow.id == job_id) & (JobRow.dispatch == dispatch)
-            ).execute()
+            self.database.execute_sql(  # type: ignore[no-untyped-call]
+                self.sql.mark_sent, (True, job_id, dispatch)
+            )
 
     def claim_unsent(self, before: float, stuck_before: float, limit: int = 100) -> list[JobRow]:
         """Jobs that have no message and need one, each given a new dispatch number to send
@@ -105,7 +106,7 @@ class JobStore:
         the queue delivered the message again."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
+            job: JobRow | None = self._locked(job_id)
             if job is None or job.state in FINAL_STATES or job.dispatch != dispatch:
                 return None
             job.state, job.attempt, job.attempted_at, job.worker = (
@@ -121,7 +122,7 @@ class JobStore:
         the job's worker. Returns that report, to run."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
+            fresh = found(self._locked(job.id), "job", job.id)
             if fresh.state == job_pb2.JOB_STATE_COMPLETED:
                 return []  # a second run of the same message finished first
             self._end(fresh, job_pb2.JOB_STATE_COMPLETED, now)
@@ -136,7 +137,7 @@ class JobStore:
         it is."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            fresh = locked(JobRow.select().where(JobRow.id == job.id)).get()
+            fresh = found(self._locked(job.id), "job", job.id)
             self._record_error(fresh, error, now)
             self._event(fresh, job_pb2.JOB_EVENT_TYPE_FAILED, now, message=error, worker=job.worker)
             if fresh.state != job_pb2.JOB_STATE_EXECUTING or fresh.dispatch != job.dispatch:
@@ -168,7 +169,7 @@ class JobStore:
         the job (None when nothing changed) and the report to run."""
         now = time.time()
         with self.database.connection_context(), write_transaction(self.database):
-            job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
+            job: JobRow | None = self._locked(job_id)
             if job is None or job.state in FINAL_STATES or job.dispatch != dispatch:
                 return None, []
             message = f"given up by the job queue: {reason}"
@@ -264,8 +265,21 @@ class JobStore:
     # -- helpers (inside a write transaction) -----------------------------------------------
 
     def _insert(
-        self, kind: JobKind[ArgsT], args: bytes, idempotency_key: str, now: float
+        self,
+        kind: JobKind[ArgsT],
+        args: bytes,
+        idempotency_key: str,
+        now: float,
+        started_by: str = "",
     ) -> tuple[JobRow, bool]:
+        """The job for this key, created (True) if new: waiting for its message or, with
+        `started_by`, in its first attempt by that worker (events enqueued, then started)."""
+        started = (
+            {"state": job_pb2.JOB_STATE_EXECUTING, "attempt": 1, "attempted_at": now,
+             "worker": started_by}
+            if started_by
+            else {"state": job_pb2.JOB_STATE_AVAILABLE}
+        )  # fmt: skip
         job, created = insert_once(
             JobRow,
             JobRow.idempotency_key,
@@ -273,7 +287,6 @@ class JobStore:
             idempotency_key=idempotency_key,
             queue=kind.queue,
             actor=kind.actor,
-            state=job_pb2.JOB_STATE_AVAILABLE,
             args=args,
             inserted_at=now,
             scheduled_at=now,
@@ -281,9 +294,12 @@ class JobStore:
             dispatch=1,
             sent=False,
             dispatched_at=now,
+            **started,
         )
         if created:
-            self._event(job, job_pb2.JOB_EVENT_TYPE_ENQUEUED, now)
+            self._event(job, job_pb2.JOB_EVENT_TYPE_ENQUEUED, now, sequence=1, attempt=0)
+            if started_by:
+                self._event(job, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=started_by, sequence=2)
         return job, created
 
     def _report(
@@ -300,16 +316,9 @@ class JobStore:
         if report is None:
             return []
         stamped = outcomes.stamped(report, version, now).SerializeToString()
-        reporter, created = self._insert(REPORT, stamped, outcomes.report_key(job, version), now)
-        if not created:
-            return []
-        if run_by:
-            reporter.state, reporter.attempt, reporter.attempted_at, reporter.worker = (
-                job_pb2.JOB_STATE_EXECUTING, 1, now, run_by
-            )  # fmt: skip
-            reporter.save()
-            self._event(reporter, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=run_by)
-        return [reporter]
+        key = outcomes.report_key(job, version)
+        reporter, created = self._insert(REPORT, stamped, key, now, started_by=run_by)
+        return [reporter] if created else []
 
     def _end(self, job: JobRow, state: int, now: float) -> None:
         """A final state: the job owes no message any more (nor does resend_unsent look)."""
@@ -325,29 +334,57 @@ class JobStore:
         job.errors = json.dumps(errors)
 
     def _get(self, job_id: str) -> JobRow:
-        job: JobRow | None = locked(JobRow.select().where(JobRow.id == job_id)).first()
-        return found(job, "job", job_id)
+        return found(self._locked(job_id), "job", job_id)
+
+    def _locked(self, job_id: str) -> JobRow | None:
+        """The job, its row locked until the transaction ends (on PostgreSQL)."""
+        rows: list[JobRow] = list(JobRow.raw(self.sql.locked_job, job_id))
+        return rows[0] if rows else None
 
     def _event(
-        self, job: JobRow, type_: int, at: float, *, message: str = "", worker: str = ""
+        self,
+        job: JobRow,
+        type_: int,
+        at: float,
+        *,
+        message: str = "",
+        worker: str = "",
+        sequence: int = 0,
+        attempt: int | None = None,
     ) -> int:
-        """Appends an event to the job's history; returns its sequence."""
-        last = (
-            JobEventRow.select(peewee.fn.MAX(JobEventRow.sequence))
-            .where(JobEventRow.job_id == job.id)
-            .scalar()
-        )
-        sequence = (last or 0) + 1
-        JobEventRow.create(
-            job_id=job.id,
-            sequence=sequence,
-            type=type_,
-            occurred_at=at,
-            attempt=job.attempt,
-            message=message,
-            worker=worker,
+        """Appends an event to the job's history; returns its sequence (`sequence` when the
+        caller knows it: a job created in this transaction). `attempt`: the job's own."""
+        if not sequence:
+            read = self.database.execute_sql(self.sql.last_event, (job.id,))  # type: ignore[no-untyped-call]
+            (last,) = read.fetchone()
+            sequence = (last or 0) + 1
+        attempt = job.attempt if attempt is None else attempt
+        self.database.execute_sql(  # type: ignore[no-untyped-call]
+            self.sql.add_event, (job.id, sequence, type_, at, attempt, message, worker)
         )
         return sequence
+
+
+class HotStatements:
+    """The SQL of the statements every job runs several times, written once: peewee builds
+    a query's SQL anew on each run, which cost most of a worker's time per job. The tables'
+    models still define the schema; these name its columns."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        param = database.param
+        jobs, events = JobRow._meta.table_name, JobEventRow._meta.table_name
+        columns = ", ".join(f'"{field.column_name}"' for field in JobRow._meta.sorted_fields)
+        lock = " FOR UPDATE" if database.for_update else ""
+        self.locked_job = f'SELECT {columns} FROM "{jobs}" WHERE "id" = {param}{lock}'
+        self.mark_sent = (
+            f'UPDATE "{jobs}" SET "sent" = {param} WHERE "id" = {param} AND "dispatch" = {param}'
+        )
+        self.last_event = f'SELECT MAX("sequence") FROM "{events}" WHERE "job_id" = {param}'
+        event_columns = ("job_id", "sequence", "type", "occurred_at", "attempt", "message",
+                         "worker")  # fmt: skip
+        quoted = ", ".join(f'"{column}"' for column in event_columns)
+        values = ", ".join(param for _ in event_columns)
+        self.add_event = f'INSERT INTO "{events}" ({quoted}) VALUES ({values})'
 
 
 def open_jobs(settings: config.Settings) -> JobStore:
