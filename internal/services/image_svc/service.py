@@ -34,12 +34,16 @@ class ImageService:
         storage_origin: str,
         max_image_bytes: int,
         max_image_pixels: int,
+        concurrency: int = 2,
     ) -> None:
         self.magick = magick
         self.http = http
         self.storage_origin = storage_origin
         self.max_image_bytes = max_image_bytes
         self.max_image_pixels = max_image_pixels
+        # ImageMagick is CPU-bound: more conversions at once than cores only slow each other
+        # (and the rest of the system) down; the others wait here, their image in hand.
+        self.converting = asyncio.Semaphore(concurrency)
 
     async def convert_to_pdf(
         self, ctx: Context, request: image_pb2.ConvertToPdfRequest
@@ -113,26 +117,29 @@ class ImageService:
         pixels: asyncio.Future[None] | None = None
         if not imaging.pixels_checked_by_magick(info):
             pixels = asyncio.ensure_future(asyncio.to_thread(imaging.check_pixels, image))
-        with observability.tracer().start_as_current_span(
-            "imagemagick convert",
-            attributes={
-                "mcsv.image.width": info.width,
-                "mcsv.image.height": info.height,
-                "mcsv.image.bytes": len(image),
-            },
-        ):
-            try:
-                pdf = await asyncio.to_thread(self.magick.to_pdf, image, info, request.options)
-            except (ValueError, imaging.ConversionFailed) as exc:
-                if pixels is None:
-                    pixels = asyncio.ensure_future(asyncio.to_thread(imaging.check_pixels, image))
-                await self._pixels_checked(pixels)  # a refused image: that is the answer
-                if isinstance(exc, ValueError):
-                    raise invalid_argument("options", str(exc)) from exc
-                raise TwirpError(ErrorCode.INTERNAL, f"ImageMagick failed: {exc}") from exc
-            finally:
-                if pixels is not None and not pixels.done():
-                    await asyncio.wait([pixels])
+        async with self.converting:  # its turn: the span times the conversion alone
+            with observability.tracer().start_as_current_span(
+                "imagemagick convert",
+                attributes={
+                    "mcsv.image.width": info.width,
+                    "mcsv.image.height": info.height,
+                    "mcsv.image.bytes": len(image),
+                },
+            ):
+                try:
+                    pdf = await asyncio.to_thread(self.magick.to_pdf, image, info, request.options)
+                except (ValueError, imaging.ConversionFailed) as exc:
+                    if pixels is None:
+                        pixels = asyncio.ensure_future(
+                            asyncio.to_thread(imaging.check_pixels, image)
+                        )
+                    await self._pixels_checked(pixels)  # a refused image: that is the answer
+                    if isinstance(exc, ValueError):
+                        raise invalid_argument("options", str(exc)) from exc
+                    raise TwirpError(ErrorCode.INTERNAL, f"ImageMagick failed: {exc}") from exc
+                finally:
+                    if pixels is not None and not pixels.done():
+                        await asyncio.wait([pixels])
         if pixels is not None:
             await self._pixels_checked(pixels)
         await self._upload(upload_url, pdf.pdf)
