@@ -147,10 +147,11 @@ class Uploader:
         )  # fmt: skip
         conversion_id = accepted.conversion.id
         finished = self.finished.setdefault(conversion_id, asyncio.Future())
-        await asyncio.wait([finished, self.watcher], return_when=asyncio.FIRST_COMPLETED)
+        watcher = self.watcher
+        assert watcher is not None, "sign_up starts the watcher"
+        await asyncio.wait([finished, watcher], return_when=asyncio.FIRST_COMPLETED)
         if not finished.done():  # the watcher failed: its error is the answer
-            assert self.watcher is not None
-            self.watcher.result()
+            watcher.result()
         answer = await self.users.get_conversion(
             user_pb2.GetConversionRequest(id=conversion_id), headers=self.headers
         )

@@ -6,6 +6,7 @@ order received; ListNotifications reads them back. Its CLI
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from dataclasses import dataclass
@@ -142,10 +143,9 @@ class ClientService:
             left = deadline - time.monotonic()
             if answer.notifications or left <= 0:
                 return answer
-            try:
+            # Then look again, woken or not: another replica may have stored one.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ticket.wait(), min(left, RECHECK_SECONDS))
-            except TimeoutError:
-                pass  # look again: another replica may have stored one
 
     def _notifications(
         self, request: client_pb2.ListNotificationsRequest
