@@ -66,6 +66,9 @@ class Settings:
     # read (mcsv.twirp's BodyBudget).
     rpc_body_budget_bytes: int
     imagemagick_timeout_seconds: float
+    # ImageMagick conversions an image_svc runs at once (more wait their turn); 0: as many
+    # as the machine has cores.
+    imagemagick_concurrency: int
     # Where a job worker serves /metrics; the supervisor gives worker N the port + N - 1.
     worker_metrics_url: str
     # The supervisor behind `just up` restarts a crashed process after a backoff doubling from
@@ -144,6 +147,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         rpc_body_timeout_seconds=_float(env, "RPC_BODY_TIMEOUT_SECONDS", 10.0),
         rpc_body_budget_bytes=_int(env, "RPC_BODY_BUDGET_BYTES", 24 * 1024 * 1024),
         imagemagick_timeout_seconds=_float(env, "IMAGEMAGICK_TIMEOUT_SECONDS", 60.0),
+        imagemagick_concurrency=_int(env, "IMAGEMAGICK_CONCURRENCY", 0),
         worker_metrics_url=_str(env, "WORKER_METRICS_URL", "http://127.0.0.1:9100"),
         supervisor_min_backoff_ms=_int(env, "SUPERVISOR_MIN_BACKOFF_MS", 500),
         supervisor_max_backoff_ms=_int(env, "SUPERVISOR_MAX_BACKOFF_MS", 10_000),

@@ -3,7 +3,13 @@ it with `convert` under the project's hardened policy (policy.xml, installed by
 `python -m internal.imaging.install_policy`)."""
 
 from internal.imaging.errors import ConversionFailed, ImageMagickUnavailable, ImageRejected
-from internal.imaging.inspection import ImageInfo, check_pixels, inspect_image, read_header
+from internal.imaging.inspection import (
+    ImageInfo,
+    check_pixels,
+    inspect_image,
+    pixels_checked_by_magick,
+    read_header,
+)
 from internal.imaging.magick import ImageMagick, PdfResult
 
 __all__ = [
@@ -15,5 +21,6 @@ __all__ = [
     "PdfResult",
     "check_pixels",
     "inspect_image",
+    "pixels_checked_by_magick",
     "read_header",
 ]

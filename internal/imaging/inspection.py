@@ -91,6 +91,16 @@ def check_pixels(data: bytes) -> None:
     _decode(data)
 
 
+def pixels_checked_by_magick(info: ImageInfo) -> bool:
+    """Whether ImageMagick itself refuses this image when its pixels are corrupt or
+    truncated, so that check_pixels need only run once a conversion failed (to tell bad
+    input from our failure). True for PNG: read_header already reads every chunk to IEND
+    and checks its CRC, so a cut shows there, and libpng fails the conversion on a broken
+    pixel stream. False for JPEG: libjpeg only warns on a truncated one, and ImageMagick
+    converts it, grey where the data ends."""
+    return info.format == common_pb2.IMAGE_FORMAT_PNG
+
+
 def _read_header(data: bytes, max_pixels: int, max_side: int) -> ImageInfo:
     try:
         with Image.open(io.BytesIO(data), formats=list(_FORMATS)) as image:

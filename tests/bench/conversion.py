@@ -2,11 +2,18 @@
 runs them: two job workers of four threads) against the bare `convert` command image_svc
 runs, with the same arguments, on the same image.
 
-- one conversion end to end: ConvertImage until GetConversion reports success (polled every
-  POLL_SINGLE seconds), median over several, against one bare convert (median);
+- one conversion end to end: ConvertImage until GetConversion reports success, median over
+  several, against one bare convert (median);
 - 40 conversions at concurrency 10 (a slot starts its next conversion once GetConversion
   reports its last one succeeded), against two bare converts running in parallel, both as
   conversions per second, in rounds (bare, then system);
+
+The uploader learns that a conversion finished as a client of the system does: from
+client_svc's notification (one long-polled ListNotifications for all conversions, which
+answers as soon as user_svc has recorded the outcome and notified it), and then asks
+GetConversion once, which must say succeeded. Polling GetConversion every few milliseconds
+instead would measure the poll: on two cores its CPU (the bench's and user_svc's) is taken
+from the convert it waits for.
 - enqueue -> worker start on the SQLite broker: the job's inserted_at to its attempted_at
   (job_svc's own clock for both), median over the single conversions (idle workers).
 
@@ -23,7 +30,8 @@ import threading
 import time
 from pathlib import Path
 
-from mcsv.v1 import common_pb2, job_pb2, user_pb2
+from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
+from mcsv.v1.client_twirp import AsyncClientServiceClient
 from mcsv.v1.job_twirp import AsyncJobServiceClient
 from mcsv.v1.user_twirp import AsyncUserServiceClient
 
@@ -35,8 +43,7 @@ from tests.bench.table import Row
 from tests.e2e.images import make_image
 from tests.e2e.system import whole_system
 
-POLL_SINGLE = 0.005  # seconds between two GetConversion calls of the single conversion
-POLL_MANY = 0.2  # ... of each of the concurrent ones (each poll costs user_svc CPU)
+WAIT_MS = 10_000  # how long one ListNotifications call may wait for a notification
 MANY = 40  # conversions at CONCURRENCY, in rounds
 CONCURRENCY = 10
 OPTIONS = common_pb2.ConversionOptions(quality=common_pb2.PDF_QUALITY_MEDIUM, strip_metadata=True)
@@ -95,8 +102,30 @@ class Uploader:
         self.peers = AsyncPeers(settings, identity=OPERATOR)
         self.users = self.peers.client(AsyncUserServiceClient, timeout=60)
         self.jobs = self.peers.client(AsyncJobServiceClient)
+        self.notifications = self.peers.client(
+            AsyncClientServiceClient, timeout=WAIT_MS / 1000 + 30
+        )
         self.user_id = ""
         self.headers: dict[str, str] = {}
+        self.finished: dict[str, asyncio.Future[None]] = {}  # by conversion id
+        self.watcher: asyncio.Task[None] | None = None
+
+    async def watch(self) -> None:
+        """Resolves the future of each conversion whose finish client_svc was notified of."""
+        kind = client_pb2.NOTIFICATION_KIND_CONVERSION_FINISHED
+        cursor = (await self.notifications.list_notifications(
+            client_pb2.ListNotificationsRequest(kind=kind, page_size=1)
+        )).latest_sequence  # fmt: skip
+        while True:
+            page = await self.notifications.list_notifications(
+                client_pb2.ListNotificationsRequest(
+                    since_sequence=cursor, kind=kind, page_size=1000, wait_ms=WAIT_MS
+                )
+            )
+            for notification in page.notifications:
+                cursor = notification.sequence
+                conversion_id = notification.conversion_finished.conversion_id
+                self.finished.setdefault(conversion_id, asyncio.Future()).set_result(None)
 
     async def sign_up(self) -> None:
         created = await self.users.create_user(
@@ -104,8 +133,9 @@ class Uploader:
         )
         self.user_id = created.user.id
         self.headers = {"Authorization": f"Bearer {created.api_token}"}
+        self.watcher = asyncio.create_task(self.watch())
 
-    async def convert(self, image: bytes, index: int, poll: float) -> tuple[float, str]:
+    async def convert(self, image: bytes, index: int) -> tuple[float, str]:
         """Seconds from ConvertImage to GetConversion's success, and the job's id."""
         started = time.perf_counter()
         accepted = await self.users.convert_image(
@@ -116,16 +146,20 @@ class Uploader:
             headers=self.headers,
         )  # fmt: skip
         conversion_id = accepted.conversion.id
-        while True:
-            answer = await self.users.get_conversion(
-                user_pb2.GetConversionRequest(id=conversion_id), headers=self.headers
-            )
-            state = answer.conversion.state
-            if state == user_pb2.CONVERSION_STATE_SUCCEEDED:
-                return time.perf_counter() - started, answer.conversion.job_id
-            if state != user_pb2.CONVERSION_STATE_PENDING:
-                raise RuntimeError(f"conversion {conversion_id} ended {state}: {answer}")
-            await asyncio.sleep(poll)
+        finished = self.finished.setdefault(conversion_id, asyncio.Future())
+        watcher = self.watcher
+        assert watcher is not None, "sign_up starts the watcher"
+        await asyncio.wait([finished, watcher], return_when=asyncio.FIRST_COMPLETED)
+        if not finished.done():  # the watcher failed: its error is the answer
+            watcher.result()
+        answer = await self.users.get_conversion(
+            user_pb2.GetConversionRequest(id=conversion_id), headers=self.headers
+        )
+        seconds = time.perf_counter() - started
+        del self.finished[conversion_id]
+        if answer.conversion.state != user_pb2.CONVERSION_STATE_SUCCEEDED:
+            raise RuntimeError(f"conversion {conversion_id} ended: {answer}")
+        return seconds, answer.conversion.job_id
 
     async def enqueue_to_start(self, job_id: str) -> float:
         """Seconds from the job's insertion to its (last) attempt's start."""
@@ -143,12 +177,12 @@ async def _in_system(system: System, image: bytes, singles: int, many: int, roun
     try:
         await uploader.sign_up()
         for index in range(3):  # warm up every process's path
-            await uploader.convert(image, -index, POLL_SINGLE)
+            await uploader.convert(image, -index)
         job_ids = []
         for index in range(singles):
             await asyncio.sleep(0.2)  # the workers idle again
             figures["bare"].append(await asyncio.to_thread(bare_single, image, 1))
-            seconds, job_id = await uploader.convert(image, index, POLL_SINGLE)
+            seconds, job_id = await uploader.convert(image, index)
             figures["single"].append(seconds)
             job_ids.append(job_id)
         figures["wait"] = [await uploader.enqueue_to_start(job_id) for job_id in job_ids]
@@ -157,7 +191,7 @@ async def _in_system(system: System, image: bytes, singles: int, many: int, roun
 
         async def one(index: int) -> None:
             async with limit:
-                await uploader.convert(image, 1000 + index, POLL_MANY)
+                await uploader.convert(image, 1000 + index)
 
         per_round = many // rounds
         for round_ in range(rounds):
@@ -167,6 +201,8 @@ async def _in_system(system: System, image: bytes, singles: int, many: int, roun
             figures["rate"].append(per_round / (time.perf_counter() - started))
         return figures
     finally:
+        if uploader.watcher is not None:
+            uploader.watcher.cancel()
         await uploader.peers.aclose()
 
 

@@ -182,6 +182,7 @@ def test_bad_list_arguments_are_invalid_argument_naming_the_field(tmp_path: Path
         (List(page_token="LTE="), "page_token"),  # base64 of -1
         (List(page_size=-1), "page_size"),
         (List(since_sequence=-1), "since_sequence"),
+        (List(wait_ms=-1), "wait_ms"),
         (unknown_kind, "kind"),
     ]
     with client_svc(f"sqlite:///{tmp_path}/client_svc.db") as client:
@@ -190,6 +191,28 @@ def test_bad_list_arguments_are_invalid_argument_naming_the_field(tmp_path: Path
                 client.list_notifications(request)
             assert refused.value.code is ErrorCode.INVALID_ARGUMENT
             assert refused.value.meta["argument"] == argument
+
+
+def test_a_long_poll_answers_with_the_notification_that_arrives_while_it_waits(
+    tmp_path: Path,
+) -> None:
+    with client_svc(f"sqlite:///{tmp_path}/client_svc.db") as poller:
+        url = poller.base_url.removesuffix("/twirp")
+        poller.receive_notification(notification(0))
+        nothing_yet = poller.list_notifications(List(since_sequence=1, wait_ms=100))
+        answers: list[client_pb2.ListNotificationsResponse] = []
+        waiting = threading.Thread(
+            target=lambda: answers.append(
+                poller.list_notifications(List(since_sequence=1, kind=CONVERSION, wait_ms=20_000))
+            )
+        )
+        waiting.start()
+        with ClientServiceClient(url, credentials=as_user_svc) as sender:
+            sender.receive_notification(notification(1))  # not the kind it waits for
+            sender.receive_notification(notification(2, conversion=True))
+        waiting.join()
+    assert list(nothing_yet.notifications) == []  # the wait ended with nothing to say
+    assert ids(answers[0].notifications) == ["notification-2"]
 
 
 def test_a_poller_racing_concurrent_deliveries_misses_none(database_url: str) -> None:

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mcsv.v1 import common_pb2 as mcsv_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mcsv/v1/client.proto\x12\x07mcsv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mcsv/v1/common.proto\"\x94\x02\n\x1aReceiveNotificationRequest\x12\'\n\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x33\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x06sentAt\x12\x41\n\x0f\x65mail_delivered\x18\x03 \x01(\x0b\x32\x16.mcsv.v1.EmailDeliveryH\x00R\x0e\x65mailDelivered\x12L\n\x13\x63onversion_finished\x18\x04 \x01(\x0b\x32\x19.mcsv.v1.ConversionReportH\x00R\x12\x63onversionFinishedB\x07\n\x05\x65vent\"\\\n\x1bReceiveNotificationResponse\x12%\n\x0e\x66irst_delivery\x18\x01 \x01(\x08R\rfirstDelivery\x12\x16\n\x06stored\x18\x02 \x01(\x08R\x06stored\"\xad\x03\n\x0cNotification\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\'\n\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x19.mcsv.v1.NotificationKindR\x04kind\x12\x1d\n\nsubject_id\x18\x04 \x01(\tR\tsubjectId\x12;\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nreceivedAt\x12\x33\n\x07sent_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x06sentAt\x12\x41\n\x0f\x65mail_delivered\x18\x07 \x01(\x0b\x32\x16.mcsv.v1.EmailDeliveryH\x00R\x0e\x65mailDelivered\x12L\n\x13\x63onversion_finished\x18\x08 \x01(\x0b\x32\x19.mcsv.v1.ConversionReportH\x00R\x12\x63onversionFinishedB\x07\n\x05\x65vent\"\xac\x01\n\x18ListNotificationsRequest\x12%\n\x0esince_sequence\x18\x01 \x01(\x03R\rsinceSequence\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x19.mcsv.v1.NotificationKindR\x04kind\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\"\xa9\x01\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32\x15.mcsv.v1.NotificationR\rnotifications\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\'\n\x0flatest_sequence\x18\x03 \x01(\x03R\x0elatestSequence*\x87\x01\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12%\n!NOTIFICATION_KIND_EMAIL_DELIVERED\x10\x01\x12)\n%NOTIFICATION_KIND_CONVERSION_FINISHED\x10\x02\x32\xcd\x01\n\rClientService\x12`\n\x13ReceiveNotification\x12#.mcsv.v1.ReceiveNotificationRequest\x1a$.mcsv.v1.ReceiveNotificationResponse\x12Z\n\x11ListNotifications\x12!.mcsv.v1.ListNotificationsRequest\x1a\".mcsv.v1.ListNotificationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mcsv/v1/client.proto\x12\x07mcsv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mcsv/v1/common.proto\"\x94\x02\n\x1aReceiveNotificationRequest\x12\'\n\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x33\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x06sentAt\x12\x41\n\x0f\x65mail_delivered\x18\x03 \x01(\x0b\x32\x16.mcsv.v1.EmailDeliveryH\x00R\x0e\x65mailDelivered\x12L\n\x13\x63onversion_finished\x18\x04 \x01(\x0b\x32\x19.mcsv.v1.ConversionReportH\x00R\x12\x63onversionFinishedB\x07\n\x05\x65vent\"\\\n\x1bReceiveNotificationResponse\x12%\n\x0e\x66irst_delivery\x18\x01 \x01(\x08R\rfirstDelivery\x12\x16\n\x06stored\x18\x02 \x01(\x08R\x06stored\"\xad\x03\n\x0cNotification\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\'\n\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x19.mcsv.v1.NotificationKindR\x04kind\x12\x1d\n\nsubject_id\x18\x04 \x01(\tR\tsubjectId\x12;\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nreceivedAt\x12\x33\n\x07sent_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x06sentAt\x12\x41\n\x0f\x65mail_delivered\x18\x07 \x01(\x0b\x32\x16.mcsv.v1.EmailDeliveryH\x00R\x0e\x65mailDelivered\x12L\n\x13\x63onversion_finished\x18\x08 \x01(\x0b\x32\x19.mcsv.v1.ConversionReportH\x00R\x12\x63onversionFinishedB\x07\n\x05\x65vent\"\xc5\x01\n\x18ListNotificationsRequest\x12%\n\x0esince_sequence\x18\x01 \x01(\x03R\rsinceSequence\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x19.mcsv.v1.NotificationKindR\x04kind\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\x12\x17\n\x07wait_ms\x18\x05 \x01(\x05R\x06waitMs\"\xa9\x01\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32\x15.mcsv.v1.NotificationR\rnotifications\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\'\n\x0flatest_sequence\x18\x03 \x01(\x03R\x0elatestSequence*\x87\x01\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12%\n!NOTIFICATION_KIND_EMAIL_DELIVERED\x10\x01\x12)\n%NOTIFICATION_KIND_CONVERSION_FINISHED\x10\x02\x32\xcd\x01\n\rClientService\x12`\n\x13ReceiveNotification\x12#.mcsv.v1.ReceiveNotificationRequest\x1a$.mcsv.v1.ReceiveNotificationResponse\x12Z\n\x11ListNotifications\x12!.mcsv.v1.ListNotificationsRequest\x1a\".mcsv.v1.ListNotificationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mcsv.v1.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NOTIFICATIONKIND']._serialized_start=1241
-  _globals['_NOTIFICATIONKIND']._serialized_end=1376
+  _globals['_NOTIFICATIONKIND']._serialized_start=1266
+  _globals['_NOTIFICATIONKIND']._serialized_end=1401
   _globals['_RECEIVENOTIFICATIONREQUEST']._serialized_start=89
   _globals['_RECEIVENOTIFICATIONREQUEST']._serialized_end=365
   _globals['_RECEIVENOTIFICATIONRESPONSE']._serialized_start=367
@@ -42,9 +42,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NOTIFICATION']._serialized_start=462
   _globals['_NOTIFICATION']._serialized_end=891
   _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=894
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1066
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1069
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1238
-  _globals['_CLIENTSERVICE']._serialized_start=1379
-  _globals['_CLIENTSERVICE']._serialized_end=1584
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1091
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1094
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1263
+  _globals['_CLIENTSERVICE']._serialized_start=1404
+  _globals['_CLIENTSERVICE']._serialized_end=1609
 # @@protoc_insertion_point(module_scope)

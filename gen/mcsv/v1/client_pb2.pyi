@@ -61,16 +61,18 @@ class Notification(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., notification_id: _Optional[str] = ..., kind: _Optional[_Union[NotificationKind, str]] = ..., subject_id: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., email_delivered: _Optional[_Union[_common_pb2.EmailDelivery, _Mapping]] = ..., conversion_finished: _Optional[_Union[_common_pb2.ConversionReport, _Mapping]] = ...) -> None: ...
 
 class ListNotificationsRequest(_message.Message):
-    __slots__ = ("since_sequence", "kind", "page_size", "page_token")
+    __slots__ = ("since_sequence", "kind", "page_size", "page_token", "wait_ms")
     SINCE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     since_sequence: int
     kind: NotificationKind
     page_size: int
     page_token: str
-    def __init__(self, since_sequence: _Optional[int] = ..., kind: _Optional[_Union[NotificationKind, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    wait_ms: int
+    def __init__(self, since_sequence: _Optional[int] = ..., kind: _Optional[_Union[NotificationKind, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class ListNotificationsResponse(_message.Message):
     __slots__ = ("notifications", "next_page_token", "latest_sequence")

@@ -5,6 +5,8 @@ order received; ListNotifications reads them back. Its CLI
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import time
 from dataclasses import dataclass
@@ -56,9 +58,39 @@ KINDS = {
 KIND_NAMES = {number: name for name, number in KINDS.items()}
 
 
+# The longest a ListNotifications call waits for a notification (its wait_ms is clamped).
+MAX_WAIT_MS = 30_000
+# A waiting call looks again this often, for notifications stored by another replica (this
+# process's own wake it at once).
+RECHECK_SECONDS = 0.5
+
+
+class Arrivals:
+    """Wakes the waiting ListNotifications calls when this process stores a notification.
+    A call takes a ticket before it looks, then waits on it: a notification stored between
+    the look and the wait has rung the ticket already."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def ticket(self) -> asyncio.Event:
+        """The event the next notification sets (in the event loop's thread)."""
+        if self._event is None or self._event.is_set():
+            self._loop, self._event = asyncio.get_running_loop(), asyncio.Event()
+        return self._event
+
+    def ring(self) -> None:
+        """A notification was stored (from any thread)."""
+        loop, event = self._loop, self._event
+        if loop is not None and event is not None and not event.is_set():
+            loop.call_soon_threadsafe(event.set)
+
+
 class ClientService:
     def __init__(self, database: peewee.Database) -> None:
         self.database = database
+        self.arrivals = Arrivals()
 
     def receive_notification(
         self, ctx: Context, request: client_pb2.ReceiveNotificationRequest
@@ -91,15 +123,33 @@ class ClientService:
             payload=request.SerializeToString(),
             version=version,
         )
+        if stored:
+            self.arrivals.ring()
         return client_pb2.ReceiveNotificationResponse(first_delivery=first, stored=stored)
 
-    def list_notifications(
+    async def list_notifications(
         self, ctx: Context, request: client_pb2.ListNotificationsRequest
     ) -> client_pb2.ListNotificationsResponse:
         if request.since_sequence < 0:
             raise invalid_argument("since_sequence", "must not be negative")
         if request.kind and request.kind not in KIND_NAMES:
             raise invalid_argument("kind", f"{request.kind} is not a NotificationKind")
+        if request.wait_ms < 0:
+            raise invalid_argument("wait_ms", "must not be negative")
+        deadline = time.monotonic() + min(request.wait_ms, MAX_WAIT_MS) / 1000
+        while True:
+            ticket = self.arrivals.ticket()
+            answer = await asyncio.to_thread(self._notifications, request)
+            left = deadline - time.monotonic()
+            if answer.notifications or left <= 0:
+                return answer
+            # Then look again, woken or not: another replica may have stored one.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ticket.wait(), min(left, RECHECK_SECONDS))
+
+    def _notifications(
+        self, request: client_pb2.ListNotificationsRequest
+    ) -> client_pb2.ListNotificationsResponse:
         size = page_size(request.page_size)
         after = max(request.since_sequence, page_position(request.page_token))
         query = Notification.select().where(Notification.sequence > after)

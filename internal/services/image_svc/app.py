@@ -4,6 +4,7 @@ for the presigned storage URLs."""
 from __future__ import annotations
 
 import logging
+import os
 
 from mcsv.v1.image_twirp_server import ImageServiceServer
 from starlette.applications import Starlette
@@ -23,8 +24,9 @@ def create_app(settings: config.Settings) -> Starlette:
     log.info("ImageMagick ready: %s", version)
     origin = storage.storage_origin(settings.storage_url, public_url=settings.storage_public_url)
     http = async_http_client(timeout=settings.rpc_timeout_seconds)
+    concurrency = settings.imagemagick_concurrency or len(os.sched_getaffinity(0))
     service = ImageService(
-        magick, http, origin, settings.max_upload_bytes, settings.max_image_pixels
+        magick, http, origin, settings.max_upload_bytes, settings.max_image_pixels, concurrency
     )
 
     return service_app(

@@ -1,7 +1,7 @@
 """image_svc: converts PNG/JPEG images to PDF. It pulls the image through a presigned URL,
-only from the configured storage origin, checks it with Pillow, converts it with ImageMagick
-under the project's policy, and stores the PDF through a presigned PUT. Image bytes never
-travel in an RPC.
+only from the configured storage origin, checks it with Pillow (its header; a JPEG's pixels
+too), converts it with ImageMagick under the project's policy, and stores the PDF through a
+presigned PUT. Image bytes never travel in an RPC.
 
 Fetching a presigned URL is the one HTTP call between services that does not go through a
 generated client: it is a request to object storage, not an RPC."""
@@ -34,12 +34,16 @@ class ImageService:
         storage_origin: str,
         max_image_bytes: int,
         max_image_pixels: int,
+        concurrency: int = 2,
     ) -> None:
         self.magick = magick
         self.http = http
         self.storage_origin = storage_origin
         self.max_image_bytes = max_image_bytes
         self.max_image_pixels = max_image_pixels
+        # ImageMagick is CPU-bound: more conversions at once than cores only slow each other
+        # (and the rest of the system) down; the others wait here, their image in hand.
+        self.converting = asyncio.Semaphore(concurrency)
 
     async def convert_to_pdf(
         self, ctx: Context, request: image_pb2.ConvertToPdfRequest
@@ -105,29 +109,39 @@ class ImageService:
         except imaging.ImageRejected as exc:
             raise invalid_argument("source_url", f"the image was refused: {exc.reason}") from exc
         # ImageMagick gets the image once its header passed (format, size, pixel cap, chunk
-        # checksums), and converts it while Pillow decodes every pixel in another thread (on
-        # the other core): a corrupt or truncated image is refused all the same, and a sound
-        # one is not held up by that check (py-spy: 15-25 ms of a 100 ms conversion).
-        pixels = asyncio.ensure_future(asyncio.to_thread(imaging.check_pixels, image))
-        with observability.tracer().start_as_current_span(
-            "imagemagick convert",
-            attributes={
-                "mcsv.image.width": info.width,
-                "mcsv.image.height": info.height,
-                "mcsv.image.bytes": len(image),
-            },
-        ):
-            try:
-                pdf = await asyncio.to_thread(self.magick.to_pdf, image, info, request.options)
-            except (ValueError, imaging.ConversionFailed) as exc:
-                await self._pixels_checked(pixels)  # a refused image: that is the answer
-                if isinstance(exc, ValueError):
-                    raise invalid_argument("options", str(exc)) from exc
-                raise TwirpError(ErrorCode.INTERNAL, f"ImageMagick failed: {exc}") from exc
-            finally:
-                if not pixels.done():
-                    await asyncio.wait([pixels])
-        await self._pixels_checked(pixels)
+        # checksums). Pillow decodes every pixel only where ImageMagick would not refuse a
+        # corrupt or truncated image itself (a JPEG, cheaply at 1/8 scale, in another thread
+        # while ImageMagick converts), and for a PNG only once its conversion failed, to tell
+        # bad input from our failure: a sound PNG is decoded once, by ImageMagick (py-spy:
+        # Pillow's decode was 15-25 ms of CPU per 1920x1080 PNG).
+        pixels: asyncio.Future[None] | None = None
+        if not imaging.pixels_checked_by_magick(info):
+            pixels = asyncio.ensure_future(asyncio.to_thread(imaging.check_pixels, image))
+        async with self.converting:  # its turn: the span times the conversion alone
+            with observability.tracer().start_as_current_span(
+                "imagemagick convert",
+                attributes={
+                    "mcsv.image.width": info.width,
+                    "mcsv.image.height": info.height,
+                    "mcsv.image.bytes": len(image),
+                },
+            ):
+                try:
+                    pdf = await asyncio.to_thread(self.magick.to_pdf, image, info, request.options)
+                except (ValueError, imaging.ConversionFailed) as exc:
+                    if pixels is None:
+                        pixels = asyncio.ensure_future(
+                            asyncio.to_thread(imaging.check_pixels, image)
+                        )
+                    await self._pixels_checked(pixels)  # a refused image: that is the answer
+                    if isinstance(exc, ValueError):
+                        raise invalid_argument("options", str(exc)) from exc
+                    raise TwirpError(ErrorCode.INTERNAL, f"ImageMagick failed: {exc}") from exc
+                finally:
+                    if pixels is not None and not pixels.done():
+                        await asyncio.wait([pixels])
+        if pixels is not None:
+            await self._pixels_checked(pixels)
         await self._upload(upload_url, pdf.pdf)
         metrics.CONVERSION_BYTES_OUT.inc(len(pdf.pdf))
         return pdf, info, image
