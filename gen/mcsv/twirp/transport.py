@@ -138,7 +138,7 @@ class HttpClientTransport:
     """Blocking HTTP/1.1 on the standard library's http.client, with connection reuse;
     thread-safe. The sync clients' default: it spends half the CPU per call of urllib3,
     which builds its pools, retries and response objects on top of the same http.client
-    (README, "Why the generated clients use urllib3 and aiohttp"). An idle connection is
+    (README, "Why the generated clients use http.client and aiohttp"). An idle connection is
     reused while younger than KEEPALIVE_SECONDS and not closed by the server meanwhile."""
 
     def __init__(self, pool_size: int = POOL_SIZE) -> None:
