@@ -12,6 +12,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+# Writes are held back only while they are small: a streamed body's chunks go out as they come.
+FLUSH_AT_BYTES = 64 * 1024
+
 
 class CoalescedWrites(asyncio.Transport):
     """A transport that gathers the writes made in one turn of the event loop and hands
@@ -23,11 +26,20 @@ class CoalescedWrites(asyncio.Transport):
         self._inner = inner
         self._loop = loop
         self._pending: list[bytes] = []
+        self._size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if len(data) >= FLUSH_AT_BYTES:  # a large body goes at once, and is not copied
+            self._flush()
+            if not self._inner.is_closing():
+                self._inner.write(data)
+            return
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(bytes(data))
+        self._size += len(data)
+        if self._size >= FLUSH_AT_BYTES:
+            self._flush()
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
@@ -37,6 +49,7 @@ class CoalescedWrites(asyncio.Transport):
         if self._pending:
             data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
             self._pending.clear()
+            self._size = 0
             if not self._inner.is_closing():
                 self._inner.write(data)
 
@@ -46,6 +59,7 @@ class CoalescedWrites(asyncio.Transport):
 
     def abort(self) -> None:
         self._pending.clear()
+        self._size = 0
         self._inner.abort()
 
     def write_eof(self) -> None:
@@ -77,7 +91,7 @@ class CoalescedWrites(asyncio.Transport):
         return self._inner.get_protocol()
 
     def get_write_buffer_size(self) -> int:
-        return self._inner.get_write_buffer_size() + sum(len(data) for data in self._pending)
+        return self._inner.get_write_buffer_size() + self._size
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._inner.set_write_buffer_limits(high, low)
