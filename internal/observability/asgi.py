@@ -50,7 +50,7 @@ class TwirpObserver(ServerHooks):
         span.update_name(f"{request.rpc_service}/{request.method}")
         span.set_attributes({"rpc.service": request.rpc_service, "rpc.method": request.method})
         labels = (context.SERVICE.get(), request.rpc_service, request.method)
-        metrics.RPC_SERVER_IN_FLIGHT.labels(*labels).inc()
+        metrics.child(metrics.RPC_SERVER_IN_FLIGHT, *labels).inc()
 
     def error(self, ctx: ServerContext, error: TwirpError) -> None:
         request = _CURRENT.get()
@@ -61,7 +61,7 @@ class TwirpObserver(ServerHooks):
         request = _CURRENT.get()
         if request is not None and request.routed:
             labels = (context.SERVICE.get(), request.rpc_service, request.method)
-            metrics.RPC_SERVER_IN_FLIGHT.labels(*labels).dec()
+            metrics.child(metrics.RPC_SERVER_IN_FLIGHT, *labels).dec()
 
 
 class ObservedTwirp:
@@ -100,5 +100,7 @@ class ObservedTwirp:
         finally:
             _CURRENT.reset(token)
             labels = (context.SERVICE.get(), request.rpc_service, request.method, request.code)
-            metrics.RPC_SERVER_REQUESTS.labels(*labels).inc()
-            metrics.RPC_SERVER_DURATION.labels(*labels).observe(time.perf_counter() - started)
+            metrics.child(metrics.RPC_SERVER_REQUESTS, *labels).inc()
+            metrics.child(metrics.RPC_SERVER_DURATION, *labels).observe(
+                time.perf_counter() - started
+            )

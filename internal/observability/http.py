@@ -18,10 +18,10 @@ import httpx
 from mcsv.twirp import (
     AiohttpTransport,
     AsyncTransport,
+    HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
     SyncTransport,
-    Urllib3Transport,
 )
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -78,8 +78,9 @@ class _Call:
         if self.route:
             self.span.set_attribute("rpc.twirp.code", code)
             labels = (context.SERVICE.get(), self.route[0], self.route[1], code)
-            metrics.RPC_CLIENT_REQUESTS.labels(*labels).inc()
-            metrics.RPC_CLIENT_DURATION.labels(*labels).observe(time.perf_counter() - self.started)
+            metrics.child(metrics.RPC_CLIENT_REQUESTS, *labels).inc()
+            elapsed = time.perf_counter() - self.started
+            metrics.child(metrics.RPC_CLIENT_DURATION, *labels).observe(elapsed)
         if error is not None:
             self.span.record_exception(error)
         if error is not None or code not in ("ok", "200", "201", "204"):
@@ -108,10 +109,10 @@ class TracingTransport:
 
 
 class TracingSyncTransport:
-    """The blocking twin of TracingTransport (default inner: urllib3's)."""
+    """The blocking twin of TracingTransport (default inner: http.client's)."""
 
     def __init__(self, inner: SyncTransport | None = None) -> None:
-        self.inner: SyncTransport = inner or Urllib3Transport()
+        self.inner: SyncTransport = inner or HttpClientTransport()
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         call = _Call("POST", request.url, request.headers)

@@ -8,9 +8,10 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
 from opentelemetry import trace
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 from internal.observability import context
 
@@ -32,11 +33,43 @@ class ContextFilter(logging.Filter):
 
 
 class _MillisecondJsonFormatter(JsonFormatter):
-    """JSON lines whose time keeps milliseconds, so that Loki keeps lines in order."""
+    """JSON lines whose time keeps milliseconds, so that Loki keeps lines in order.
+
+    A plain record (a str message, no exception or stack) takes a shorter path to the same
+    line as python-json-logger's: its JSON encoder made once rather than per line, the time
+    stamp's seconds formatted once per second (JsonFormatter.format took a tenth of a served
+    Twirp call's CPU, py-spy under the P3 bench)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._encoder = JsonEncoder(ensure_ascii=self.json_ensure_ascii)
+        self._fields = [(field, self._get_rename(field)) for field in self._required_fields]
+        self._second = -1
+        self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        return f"{stamp}.{int(record.msecs):03d}+0000"
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{int(record.msecs):03d}+0000"
+
+    def format(self, record: logging.LogRecord) -> str:
+        plain = not (record.exc_info or record.exc_text or record.stack_info)
+        extras = (
+            self.defaults or self.static_fields or self.timestamp or self.rename_fields_keep_missing
+        )
+        if not plain or isinstance(record.msg, dict) or extras:
+            return super().format(record)
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record)
+        values = record.__dict__
+        line = {name: values.get(field) for field, name in self._fields}
+        skip, rename = self._skip_fields, self.rename_fields
+        for key, value in values.items():
+            if key not in skip and not key.startswith("_"):
+                line[rename.get(key, key)] = value
+        return self.prefix + self._encoder.encode(line)
 
 
 def json_formatter() -> logging.Formatter:

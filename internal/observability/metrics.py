@@ -5,7 +5,11 @@ outcomes, never ids."""
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 # Latency buckets from 1 ms to 60 s: RPCs are milliseconds, conversions seconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -74,3 +78,16 @@ EXPORTED_NAMES = {
     "mcsv_conversion_bytes_in_total", "mcsv_conversion_bytes_out_total", "mcsv_emails_total",
     "mcsv_email_delivery_duration_seconds",
 }  # fmt: skip
+
+
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: M, *labels: str) -> M:
+    """metric.labels(*labels), remembered: labels are bounded, and .labels() checks and
+    looks them up under a lock on every call (several per served request)."""
+    key = (id(metric), labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found

@@ -15,10 +15,10 @@ from mcsv.twirp import (
     AiohttpTransport,
     AsyncTransport,
     ConnectFailed,
+    HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
     SyncTransport,
-    Urllib3Transport,
 )
 
 
@@ -74,11 +74,11 @@ class BalancedTransport:
 
 
 class BalancedSyncTransport:
-    """The blocking twin of BalancedTransport (default inner: urllib3's)."""
+    """The blocking twin of BalancedTransport (default inner: http.client's)."""
 
     def __init__(self, replicas: Replicas, inner: SyncTransport | None = None) -> None:
         self.replicas = replicas
-        self.inner: SyncTransport = inner or Urllib3Transport()
+        self.inner: SyncTransport = inner or HttpClientTransport()
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         refused: ConnectFailed | None = None

@@ -1,5 +1,5 @@
 """The measurements behind the transport choices (README, "Why uvicorn serves the services",
-"Why the generated clients use urllib3 and aiohttp"); not a goal of `just bench`:
+"Why the generated clients use http.client and aiohttp"); not a goal of `just bench`:
 
     python -m tests.bench.transports servers [--seconds 6 --rounds 3]
     python -m tests.bench.transports clients [--seconds 4 --rounds 2]
@@ -141,7 +141,13 @@ def compare_servers(seconds: float, rounds: int) -> None:
 
 def compare_clients(seconds: float, rounds: int) -> None:
     import httpx
-    from mcsv.twirp import AiohttpTransport, HTTPRequest, HTTPResponse, Urllib3Transport
+    from mcsv.twirp import (
+        AiohttpTransport,
+        HttpClientTransport,
+        HTTPRequest,
+        HTTPResponse,
+        Urllib3Transport,
+    )
     from mcsv.v1.job_twirp import AsyncJobServiceClient, JobServiceClient
 
     from internal import config
@@ -181,13 +187,18 @@ def compare_clients(seconds: float, rounds: int) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(rounds):
-            sync_transports: dict[str, Any] = {"urllib3": Urllib3Transport, "httpx": HttpxSync}
+            sync_transports: dict[str, Any] = {
+                "http.client": HttpClientTransport, "urllib3": Urllib3Transport, "httpx": HttpxSync
+            }  # fmt: skip
             for name, make in sync_transports.items():
                 transport = make()
                 with JobServiceClient(url, transport=transport, credentials=credentials) as c:
+                    cpu = time.process_time()
                     rate = _sync_rate(lambda: c.get_job(REQUEST), seconds)
+                    cpu_us = (time.process_time() - cpu) / (rate * seconds) * 1e6
                 transport.close()
-                print(f"sync  {name:8s} {rate:7.0f} calls/s", flush=True)
+                print(f"sync  {name:11s} {rate:7.0f} calls/s  client CPU {cpu_us:4.0f} us/call",
+                      flush=True)  # fmt: skip
             async_transports: dict[str, Any] = {"aiohttp": AiohttpTransport, "httpx": HttpxAsync}
             for name, make in async_transports.items():
 

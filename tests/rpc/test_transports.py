@@ -6,12 +6,18 @@ and an async client keeps working across event loops."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 
 import pytest
 from mcsv.twirp import (
     AiohttpTransport,
+    ConnectFailed,
+    HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
+    TimedOut,
     Urllib3Transport,
 )
 from mcsv.v1 import job_pb2
@@ -79,3 +85,74 @@ def test_an_async_transport_serves_one_event_loop_after_another(echo_url: str) -
     for _ in range(2):  # e.g. two asyncio.run in one program
         assert asyncio.run(client.get_job(EMPTY)) == job_pb2.GetJobResponse()
     asyncio.run(transport.aclose())
+
+
+class _OneAnswerPerConnection:
+    """An HTTP server that answers one request per connection and then closes it without
+    saying so (no Connection: close), as a server retiring an idle keep-alive connection."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/twirp/x.Y/Z"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with connection:
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    received += connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_the_sync_transport_does_not_reuse_a_connection_the_server_closed() -> None:
+    server = _OneAnswerPerConnection()
+    transport = HttpClientTransport()
+    try:
+        for _ in range(3):
+            request = HTTPRequest(server.url, {"content-type": "application/protobuf"}, b"", 5.0)
+            answer = transport.send(request)
+            assert (answer.status, answer.body) == (200, b"ok")
+            time.sleep(0.1)  # the server has closed the connection meanwhile
+        assert server.connections == 3
+    finally:
+        transport.close()
+        server.close()
+
+
+def test_the_sync_transport_reuses_a_kept_alive_connection(echo_url: str) -> None:
+    transport = HttpClientTransport()
+    with JobServiceClient(echo_url, transport=transport) as client:
+        for _ in range(3):
+            assert client.get_job(EMPTY) == job_pb2.GetJobResponse()
+    idle = [connection for pool in transport._idle.values() for connection, _ in pool]
+    assert len(idle) == 1  # one connection carried the three calls
+    transport.close()
+
+
+def test_the_sync_transport_tells_a_refused_connection_and_a_timeout_apart() -> None:
+    transport = HttpClientTransport()
+    refused = HTTPRequest(f"http://127.0.0.1:{free_port()}/twirp/x.Y/Z", {}, b"", 5.0)
+    with pytest.raises(ConnectFailed):
+        transport.send(refused)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    try:
+        quiet = HTTPRequest(f"http://127.0.0.1:{silent.getsockname()[1]}/x", {}, b"", 0.3)
+        with pytest.raises(TimedOut):
+            transport.send(quiet)
+    finally:
+        silent.close()
+        transport.close()

@@ -1,5 +1,5 @@
 """Runtime for the generated Twirp code: errors and encodings, the clients' base classes
-(client.py) on their HTTP transports (transport.py: urllib3, aiohttp, or your own) and the
+(client.py) on their HTTP transports (transport.py: http.client, aiohttp, or your own) and the
 ASGI server (server.py, on the standard library)."""
 
 from .client import AsyncClient, Credentials, SyncClient
@@ -12,6 +12,7 @@ from .transport import (
     AiohttpTransport,
     AsyncTransport,
     ConnectFailed,
+    HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
     SyncTransport,
@@ -35,6 +36,7 @@ __all__ = [
     "ErrorCode",
     "HTTPRequest",
     "HTTPResponse",
+    "HttpClientTransport",
     "ServerContext",
     "ServerHooks",
     "SyncClient",

@@ -1,6 +1,6 @@
 """The generated Twirp clients' base classes: SyncClient (blocking) and AsyncClient (asyncio).
 Generated clients subclass these and add one typed method per RPC. They send through a
-transport (transport.py: urllib3 and aiohttp by default); hand them another one, e.g. one
+transport (transport.py: http.client and aiohttp by default); hand them another one, e.g. one
 that wraps the default to spread calls over replicas or trace them.
 
 Credentials: `credentials` is a bearer token (a str), or a callable returning one (called
@@ -24,12 +24,12 @@ from .errors import ErrorCode, TwirpError
 from .transport import (
     AiohttpTransport,
     AsyncTransport,
+    HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
     SyncTransport,
     TimedOut,
     TransportError,
-    Urllib3Transport,
 )
 
 M = TypeVar("M", bound=Message)
@@ -136,7 +136,7 @@ class SyncClient(_ClientBase):
             credentials=credentials,
         )
         self._owns_transport = transport is None
-        self.transport: SyncTransport = transport or Urllib3Transport()
+        self.transport: SyncTransport = transport or HttpClientTransport()
 
     def _call(
         self,

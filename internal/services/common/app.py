@@ -25,6 +25,7 @@ from internal import config
 from internal.auth.hooks import AuthHooks
 from internal.observability import ObservedTwirp, TwirpObserver
 from internal.services.common.docs import docs_routes
+from internal.services.common.http_protocol import CoalescingHttpToolsProtocol
 from internal.services.common.readiness import READY_TIMEOUT_SECONDS, ReadyProbe, run_probe
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def run(app: Starlette, host: str, port: int) -> None:
         app,
         host=host,
         port=port,
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, one write per response
         loop="uvloop",
         ws="none",
         lifespan="on",
