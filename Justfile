@@ -110,3 +110,4 @@ test *args: setup-imagemagick setup-tools setup-browser
 
 # What CI runs: contracts, lint and tests.
 ci: gen-check lint breaking test
+    just bench --quick
