@@ -38,32 +38,27 @@ def service_token(
     settings: config.Settings, caller: str, audience: str, now: float | None = None
 ) -> str:
     """A token saying `caller` (a service name) calls `audience` (a service name)."""
-    issued = int(time.time() if now is None else now)
-    claims = {
-        "iss": caller,
-        "sub": caller,
-        "aud": audience,
-        "iat": issued,
-        "exp": issued + settings.service_token_ttl_seconds,
-    }
-    return jwt.encode(
-        claims, settings.service_token_secret, algorithm=ALGORITHM, headers={"kid": SERVICE_KIND}
-    )
+    return _signed(
+        settings.service_token_secret, SERVICE_KIND, caller, caller, audience,
+        settings.service_token_ttl_seconds, now,
+    )  # fmt: skip
 
 
 def user_token(settings: config.Settings, user_id: str, now: float | None = None) -> str:
     """The API token of a user (CreateUser answers it)."""
+    return _signed(
+        settings.user_token_secret, USER_KIND, USER_ISSUER, user_id, USER_AUDIENCE,
+        settings.user_token_ttl_seconds, now,
+    )  # fmt: skip
+
+
+def _signed(
+    secret: str, kind: str, issuer: str, subject: str, audience: str, ttl: float,
+    now: float | None,
+) -> str:  # fmt: skip
     issued = int(time.time() if now is None else now)
-    claims = {
-        "iss": USER_ISSUER,
-        "sub": user_id,
-        "aud": USER_AUDIENCE,
-        "iat": issued,
-        "exp": issued + settings.user_token_ttl_seconds,
-    }
-    return jwt.encode(
-        claims, settings.user_token_secret, algorithm=ALGORITHM, headers={"kid": USER_KIND}
-    )
+    claims = {"iss": issuer, "sub": subject, "aud": audience, "iat": issued, "exp": issued + ttl}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": kind})
 
 
 class VerifiedTokens:

@@ -18,7 +18,7 @@ from mcsv.twirp import ErrorCode
 from mcsv.twirp.budget import BodyBudget
 from mcsv.v1 import user_pb2
 
-from tests.support.servers import free_port, serving
+from tests.support.servers import free_port, serving, uvicorn_argv
 
 CONVERT = "/twirp/mcsv.v1.UserService/ConvertImage"
 PROTOBUF = {"Content-Type": "application/protobuf"}
@@ -28,28 +28,29 @@ BODY_READ_TIMEOUT = 1.0
 HOLD = 0.4  # seconds each request holds its share after its body arrived
 
 
-SERVERS = {
-    # The services' server (perf-rpc's uvicorn, httptools: it pauses reading a connection
-    # whose app does not call receive) ...
-    "uvicorn": ["-m", "uvicorn", "tests.support.budget_app:app", "--host", "127.0.0.1",
-                "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--port"],
-    # ... and hypercorn (whose bounded queue to the app fills, then it stops reading).
-    "hypercorn": ["-m", "hypercorn", "tests.support.budget_app:app", "--bind"],
-}  # fmt: skip
+APP = "tests.support.budget_app:app"
 
 
-@pytest.fixture(scope="module", params=sorted(SERVERS))
+def server_argv(kind: str, port: int) -> list[str]:
+    """The services' server (uvicorn with httptools: it pauses reading a connection whose app
+    does not call receive), or hypercorn (whose bounded queue to the app fills, then it stops
+    reading)."""
+    if kind == "uvicorn":
+        return uvicorn_argv(APP, port)
+    return [sys.executable, "-m", "hypercorn", APP, "--bind", f"127.0.0.1:{port}"]
+
+
+@pytest.fixture(scope="module", params=["hypercorn", "uvicorn"])
 def budget_url(request: pytest.FixtureRequest) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    address = str(port) if request.param == "uvicorn" else f"127.0.0.1:{port}"
-    argv = [sys.executable, *SERVERS[request.param], address]
     env = {
         "MCSV_TEST_BODY_BUDGET_BYTES": str(BUDGET),
         "MCSV_TEST_MAX_BODY_BYTES": str(MAX_BODY),
         "MCSV_TEST_BODY_READ_TIMEOUT": str(BODY_READ_TIMEOUT),
         "MCSV_TEST_HOLD_SECONDS": str(HOLD),
     }
+    argv = server_argv(request.param, port)
     with serving(f"budget-{request.param}-{port}", argv, url + "/health", env=env):
         yield url
 

@@ -5,7 +5,6 @@ Served by uvicorn, as the services are."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import user_pb2
 from mcsv.v1.user_twirp import UserServiceClient
 
-from tests.support.servers import free_port, serving
+from tests.support.servers import asgi_server
 
 HOLD = 1.0
 
@@ -23,13 +22,8 @@ HOLD = 1.0
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     marks = tmp_path_factory.mktemp("cancel") / "marks"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "uvicorn", "tests.support.cancel_app:app", "--host",
-            "127.0.0.1", "--http", "httptools", "--loop", "uvloop", "--no-access-log",
-            "--port", str(port)]  # fmt: skip
     env = {"MCSV_TEST_HOLD_SECONDS": str(HOLD), "MCSV_TEST_MARKS": str(marks)}
-    with serving(f"cancel-{port}", argv, url + "/health", env=env):
+    with asgi_server("tests.support.cancel_app:app", env=env) as url:
         yield url, marks
 
 

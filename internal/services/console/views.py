@@ -115,10 +115,7 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
         )
         return {
             "jobs": answer.jobs,
-            "next_page": answer.next_page_token,
-            "first_page": bool(query.get("page")),
-            "keep": _kept(chosen),
-            "chosen": chosen,
+            **_paged(query, chosen, answer.next_page_token),
             "states": JOB_STATES,
             "queues": KNOWN_QUEUES,
             "actors": KNOWN_ACTORS,
@@ -161,10 +158,7 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
         )
         return {
             "conversions": answer.conversions,
-            "next_page": answer.next_page_token,
-            "first_page": bool(query.get("page")),
-            "keep": _kept(chosen),
-            "chosen": chosen,
+            **_paged(query, chosen, answer.next_page_token),
             "states": CONVERSION_STATES,
             "page_size": page_size,
         }
@@ -179,9 +173,7 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
         )
         return {
             "emails": answer.emails,
-            "next_page": answer.next_page_token,
-            "first_page": bool(query.get("page")),
-            "keep": _kept({"recipient": recipient}),
+            **_paged(query, {"recipient": recipient}, answer.next_page_token),
             "recipient": recipient,
         }
 
@@ -198,6 +190,16 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
         Route(f"{PREFIX}/emails", page("emails.html", emails)),
         Route(f"{PREFIX}/emails/{{id}}", page("email.html", email)),
     ]
+
+
+def _paged(query: Mapping[str, str], chosen: Mapping[str, str], next_page: str) -> dict[str, Any]:
+    """What a list page's pager needs: the filters chosen and the links to pages."""
+    return {
+        "next_page": next_page,
+        "first_page": bool(query.get("page")),
+        "keep": _kept(chosen),
+        "chosen": chosen,
+    }
 
 
 def _kept(filters: Mapping[str, str]) -> str:
