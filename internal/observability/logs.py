@@ -20,6 +20,8 @@ class ContextFilter(logging.Filter):
     """Adds the request's context to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn repeats its message with terminal colour codes; the line has it once.
+        record.__dict__.pop("color_message", None)
         span = trace.get_current_span().get_span_context()
         record.service = context.SERVICE.get()
         record.trace_id = format(span.trace_id, "032x") if span.is_valid else ""

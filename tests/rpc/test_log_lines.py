@@ -53,3 +53,11 @@ def test_an_exception_line_still_carries_the_traceback() -> None:
     assert line["time"].endswith("+0000") and len(line["time"]) == len(
         "2026-01-02T03:04:05.678+0000"
     )
+
+
+def test_uvicorns_coloured_copy_of_the_message_is_left_out() -> None:
+    record = _record("Started server process [%d]", 7,
+                     color_message="Started server process [\x1b[36m%d\x1b[0m]")  # fmt: skip
+    line = json.loads(logs.json_formatter().format(record))
+    assert line["message"] == "Started server process [7]"
+    assert "color_message" not in line
