@@ -3,6 +3,7 @@ ports."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import socket
@@ -24,15 +25,27 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST_PORTS = range(20_000, 32_000)
 
 
+# Ports are handed out in turn from a random place in TEST_PORTS, so that one test run never
+# hands out the same port twice: a port picked at random each time could go to two services
+# of one system, and the second would fail to bind while the first answered its probes.
+_cursor = itertools.count(random.randrange(len(TEST_PORTS)))
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on, outside the ephemeral range."""
+    """A loopback port nothing listens on, outside the ephemeral range, and not handed out
+    before by this process."""
     while True:
-        port = random.choice(TEST_PORTS)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        port = TEST_PORTS[next(_cursor) % len(TEST_PORTS)]
+        if _bindable(port):
             return port
 
 
@@ -40,19 +53,10 @@ def free_ports_in_a_row(count: int = 8) -> int:
     """The first of `count` consecutive free loopback ports: the supervisor gives job worker N
     the metrics port + N - 1, so every one of them must be free, not only the first."""
     while True:
-        first = free_port()
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
+        ports = [TEST_PORTS[next(_cursor) % len(TEST_PORTS)] for _ in range(count)]
+        consecutive = ports == list(range(ports[0], ports[0] + count))
+        if consecutive and all(_bindable(port) for port in ports):
+            return ports[0]
 
 
 @contextmanager
