@@ -4,10 +4,12 @@ both."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -172,12 +174,77 @@ def insert_once(model: type[M], unique: Any, **values: Any) -> tuple[M, bool]:
     row, defaults included). Two processes racing on the same value both end with the one
     row: the loser's insert does nothing and it reads the winner's (on PostgreSQL its insert
     waits for the winner's commit). Call inside a write transaction."""
-    inserted: list[M] = list(
-        model.insert(**values)
-        .on_conflict(conflict_target=[unique], action="IGNORE")
-        .returning(*model._meta.sorted_fields)
-        .execute()
-    )
+    database = model._meta.database
+    statement = _insert_once_statement(model, unique.name, tuple(values), database.param)
+    params = [
+        field.db_value(values[field.name] if field.name in values else _default(field))  # type: ignore[no-untyped-call]
+        for field in statement.fields
+    ]
+    inserted: list[M] = list(model.raw(statement.sql, *params))
     if inserted:
         return inserted[0], True
     return model.get(unique == values[unique.name]), False
+
+
+def save_row(row: peewee.Model) -> None:
+    """Writes every column of a row read whole back to its table (what peewee's save does for
+    a row with a primary key), by a statement built once per table: peewee builds a query's
+    SQL anew each time, which on the hot paths cost more than running it."""
+    model = type(row)
+    database = model._meta.database
+    statement = _update_statement(model, tuple(row.__data__), database.param)
+    data = row.__data__
+    params = [field.db_value(data[field.name]) for field in statement.fields]  # type: ignore[no-untyped-call]
+    database.execute_sql(statement.sql, params)
+    row._dirty.clear()  # type: ignore[attr-defined]  # peewee's own record of changed fields
+
+
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    fields: tuple[peewee.Field, ...]  # whose values the parameters are, in order
+
+
+@functools.cache
+def _insert_once_statement(
+    model: type[peewee.Model], unique: str, names: tuple[str, ...], param: str
+) -> _Statement:
+    """INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING every column: the columns named
+    and those with a default, as peewee's insert would write them."""
+    meta = model._meta
+    fields = tuple(f for f in meta.sorted_fields if f.name in names or f.default is not None)
+    if len(fields) < len(names):
+        raise ValueError(f"{model.__name__} has no field among {names}")
+    table = _quoted(meta.table_name)
+    columns = ", ".join(_quoted(f.column_name) for f in fields)
+    returning = ", ".join(_quoted(f.column_name) for f in meta.sorted_fields)
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(param for _ in fields)}) "
+        f"ON CONFLICT ({_quoted(meta.fields[unique].column_name)}) DO NOTHING "
+        f"RETURNING {returning}"
+    )
+    return _Statement(sql, fields)
+
+
+@functools.cache
+def _update_statement(model: type[peewee.Model], names: tuple[str, ...], param: str) -> _Statement:
+    """UPDATE ... SET every column named but the primary key ... WHERE the primary key."""
+    meta = model._meta
+    key = meta.primary_key
+    if not isinstance(key, peewee.Field):  # False: a model without a primary key
+        raise ValueError(f"{model.__name__} has no primary key to update by")
+    fields = tuple(f for f in meta.sorted_fields if f.name in names and f is not key)
+    assignments = ", ".join(f"{_quoted(f.column_name)} = {param}" for f in fields)
+    sql = (
+        f"UPDATE {_quoted(meta.table_name)} SET {assignments} "
+        f"WHERE {_quoted(key.column_name)} = {param}"
+    )
+    return _Statement(sql, (*fields, key))
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _default(field: peewee.Field) -> Any:
+    return field.default() if callable(field.default) else field.default

@@ -11,7 +11,7 @@ from mcsv.twirp import Context, ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, email_pb2
 
 from internal import mail, observability
-from internal.data import insert_once, write_transaction
+from internal.data import insert_once, save_row, write_transaction
 from internal.observability import metrics
 from internal.services.common.errors import found, invalid_argument, require, require_email
 from internal.services.common.paging import next_page_token, page_offset, page_size
@@ -112,7 +112,7 @@ class EmailService:
             raise TwirpError(code, f"SMTP delivery to {row.recipient} failed: {exc}") from exc
         row.delivered_at = time.time()
         with self.database.connection_context():
-            row.save()
+            save_row(row)
 
     def list_emails(
         self, ctx: Context, request: email_pb2.ListEmailsRequest

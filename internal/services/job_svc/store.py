@@ -19,7 +19,14 @@ from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, job_pb2
 
 from internal import config
-from internal.data import create_tables, insert_once, locked, open_database, write_transaction
+from internal.data import (
+    create_tables,
+    insert_once,
+    locked,
+    open_database,
+    save_row,
+    write_transaction,
+)
 from internal.services.common.errors import found
 from internal.services.job_svc import outcomes
 from internal.services.job_svc.models import (
@@ -94,7 +101,7 @@ class JobStore:
             )
             for job in rows:
                 self._redispatch(job, now)
-                job.save()
+                save_row(job)
         return rows
 
     # -- attempts -----------------------------------------------------------------------
@@ -112,7 +119,7 @@ class JobStore:
             job.state, job.attempt, job.attempted_at, job.worker = (
                 job_pb2.JOB_STATE_EXECUTING, job.attempt + 1, now, worker
             )  # fmt: skip
-            job.save()
+            save_row(job)
             self._event(job, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=worker)
         return job
 
@@ -126,7 +133,7 @@ class JobStore:
             if fresh.state == job_pb2.JOB_STATE_COMPLETED:
                 return []  # a second run of the same message finished first
             self._end(fresh, job_pb2.JOB_STATE_COMPLETED, now)
-            fresh.save()
+            save_row(fresh)
             version = self._event(fresh, job_pb2.JOB_EVENT_TYPE_COMPLETED, now, worker=job.worker)
             return self._report(fresh, report, version, now, run_by=job.worker)
 
@@ -141,11 +148,11 @@ class JobStore:
             self._record_error(fresh, error, now)
             self._event(fresh, job_pb2.JOB_EVENT_TYPE_FAILED, now, message=error, worker=job.worker)
             if fresh.state != job_pb2.JOB_STATE_EXECUTING or fresh.dispatch != job.dispatch:
-                fresh.save()
+                save_row(fresh)
                 return []
             if decision.retry_in is None:
                 self._end(fresh, job_pb2.JOB_STATE_DISCARDED, now)
-                fresh.save()
+                save_row(fresh)
                 version = self._event(
                     fresh, job_pb2.JOB_EVENT_TYPE_DISCARDED, now, message=decision.reason
                 )
@@ -153,7 +160,7 @@ class JobStore:
                 return self._report(fresh, report, version, now, run_by=job.worker)
             fresh.state, fresh.scheduled_at = job_pb2.JOB_STATE_RETRYABLE, now + decision.retry_in
             self._redispatch(fresh, now)
-            fresh.save()
+            save_row(fresh)
             self._event(
                 fresh, job_pb2.JOB_EVENT_TYPE_RETRY_SCHEDULED, now,
                 message=f"in {decision.retry_in:.1f}s",
@@ -175,7 +182,7 @@ class JobStore:
             message = f"given up by the job queue: {reason}"
             self._record_error(job, message, now)
             self._end(job, job_pb2.JOB_STATE_DISCARDED, now)
-            job.save()
+            save_row(job)
             version = self._event(job, job_pb2.JOB_EVENT_TYPE_DISCARDED, now, message=message)
             report = outcomes.ended(job, common_pb2.OUTCOME_FAILED, message)
             return job, self._report(job, report, version, now, run_by=worker)
@@ -194,7 +201,7 @@ class JobStore:
                     f"job {job_id} is {job_pb2.JobState.Name(job.state)} and cannot be cancelled",
                 )
             self._end(job, job_pb2.JOB_STATE_CANCELLED, now)
-            job.save()
+            save_row(job)
             version = self._event(job, job_pb2.JOB_EVENT_TYPE_CANCELLED, now, message=reason)
             report = outcomes.ended(job, common_pb2.OUTCOME_CANCELLED, reason)
             return job, self._report(job, report, version, now)
@@ -216,7 +223,7 @@ class JobStore:
             )  # fmt: skip
             job.retry_until = self.policy.retry_until(now)
             self._redispatch(job, now)
-            job.save()
+            save_row(job)
             self._event(job, job_pb2.JOB_EVENT_TYPE_RETRIED, now)
         return job
 

@@ -25,7 +25,7 @@ from mcsv.v1.job_twirp import AsyncJobServiceClient
 
 from internal import auth, config, observability, storage
 from internal.auth import tokens
-from internal.data import insert_once, write_transaction
+from internal.data import insert_once, save_row, write_transaction
 from internal.services.common.errors import (
     found,
     invalid_argument,
@@ -305,7 +305,7 @@ class UserService:
 
     def _save(self, row: ConversionRow) -> None:
         with self.database.connection_context():
-            row.save()
+            save_row(row)
 
     def get_conversion(
         self, ctx: Context, request: user_pb2.GetConversionRequest
