@@ -323,15 +323,15 @@ class SQLiteBroker(Broker):
                 ),
             )
         if not delay:
-            self._ring()
+            self._ring(message.queue_name)
         self.emit_after("enqueue", message, delay)
         return message
 
-    def _ring(self) -> None:
-        """Wakes the idle consumers of every process: a message is due."""
+    def _ring(self, queue_name: str) -> None:
+        """Wakes the queue's idle consumers in every process: a message is due."""
         if self._sender is None:
             self._sender = sender_socket()
-        ring(self._doorbells, self._sender)
+        ring(self._doorbells, self._sender, queue_name)
 
     def flush(self, queue_name: str) -> None:
         """Drops the queue's messages, leased ones included, and its dead letters."""
@@ -597,10 +597,10 @@ class _SQLiteConsumer(Consumer):
                 if room <= 0:
                     self.room.wait(self.broker.poll_interval)
                     return None
-            generation = self.doorbell.generation()
+            generation = self.doorbell.generation(self.queue_name)
             self._claim(room)
             if not self.claimed:
-                self.doorbell.wait(generation, self.broker.poll_interval)
+                self.doorbell.wait(self.queue_name, generation, self.broker.poll_interval)
                 return None
         return self.claimed.popleft()
 

@@ -2,8 +2,10 @@
 or any other on the machine, instead of leaving them to find it at their next poll.
 
 Every process that consumes from a broker file binds a Unix datagram socket in a directory
-named after that file (`Doorbell`); an enqueuer sends one byte to each socket there
-(`ring`). A consumer waits on its process's doorbell with a timeout, so the poll stays as a
+named after that file (`Doorbell`); an enqueuer sends the queue's name to each socket there
+(`ring`), and only that queue's consumers wake: a process consumes several queues, and
+waking all of its consumers for every message made each of them look, and most find
+nothing. A consumer waits on its process's doorbell with a timeout, so the poll stays as a
 fallback: a lost datagram (a full socket buffer, a process that was just starting) delays a
 message by one poll interval at most, and never loses it, since the message is in the
 database before anyone is woken.
@@ -32,15 +34,16 @@ def doorbell_directory(database: Path) -> Path:
 
 
 class Doorbell:
-    """This process's socket; `wait` returns when any process rings, or after the timeout."""
+    """This process's socket; `wait` returns when any process rings for the queue, or after
+    the timeout."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.bind(str(self.path))
-        self._rung = threading.Condition()
-        self._generation = 0
+        self._queues: dict[str, _Bell] = {}
+        self._queues_lock = threading.Lock()
         self._closed = False
         self._listener = threading.Thread(target=self._listen, name="sqlite-broker-doorbell",
                                           daemon=True)  # fmt: skip
@@ -49,27 +52,38 @@ class Doorbell:
     def _listen(self) -> None:
         while not self._closed:
             try:
-                self._socket.recv(64)
+                rung = self._socket.recv(256)
             except OSError:
                 return  # closed
-            self.wake_here()
+            self.wake_here(rung.decode(errors="replace") or None)
 
-    def wake_here(self) -> None:
-        """Wakes this process's waiting consumers."""
-        with self._rung:
-            self._generation += 1
-            self._rung.notify_all()
+    def wake_here(self, queue: str | None = None) -> None:
+        """Wakes this process's consumers of `queue` waiting (None: of every queue)."""
+        with self._queues_lock:
+            bells = list(self._queues.values()) if queue is None else [self._bell(queue)]
+        for bell in bells:
+            bell.wake()
 
-    def generation(self) -> int:
+    def generation(self, queue: str) -> int:
         """Take this before looking for messages, and pass it to `wait`: a ring that comes in
         between is not missed."""
-        with self._rung:
-            return self._generation
+        with self._queues_lock:
+            bell = self._bell(queue)
+        with bell.rung:
+            return bell.generation
 
-    def wait(self, generation: int, timeout: float) -> None:
-        with self._rung:
-            if self._generation == generation:
-                self._rung.wait(timeout)
+    def wait(self, queue: str, generation: int, timeout: float) -> None:
+        with self._queues_lock:
+            bell = self._bell(queue)
+        with bell.rung:
+            if bell.generation == generation:
+                bell.rung.wait(timeout)
+
+    def _bell(self, queue: str) -> _Bell:
+        bell = self._queues.get(queue)
+        if bell is None:
+            bell = self._queues[queue] = _Bell()
+        return bell
 
     def close(self) -> None:
         self._closed = True
@@ -80,9 +94,23 @@ class Doorbell:
         self.wake_here()
 
 
-def ring(directory: Path, sender: socket.socket) -> None:
-    """Wakes every consuming process of the broker whose doorbells are in `directory`.
-    A socket nobody listens on any more (its process died) is removed."""
+class _Bell:
+    """One queue's waiting consumers in a process, and how many rings they have had."""
+
+    def __init__(self) -> None:
+        self.rung = threading.Condition()
+        self.generation = 0
+
+    def wake(self) -> None:
+        with self.rung:
+            self.generation += 1
+            self.rung.notify_all()
+
+
+def ring(directory: Path, sender: socket.socket, queue: str) -> None:
+    """Wakes the consumers of `queue` in every consuming process of the broker whose
+    doorbells are in `directory`. A socket nobody listens on any more (its process died) is
+    removed."""
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
@@ -91,7 +119,7 @@ def ring(directory: Path, sender: socket.socket) -> None:
         if not entry.name.endswith(".sock"):
             continue
         try:
-            sender.sendto(b"!", entry.path)
+            sender.sendto(queue.encode(), entry.path)
         except ConnectionRefusedError:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)

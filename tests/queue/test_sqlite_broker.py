@@ -5,6 +5,7 @@ and delays."""
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from internal.queue import QueueCounts, SQLiteBroker
-from internal.queue.wakeup import doorbell_directory
+from internal.queue.wakeup import Doorbell, doorbell_directory, ring, sender_socket
 from tests.queue.harness import (
     MAX_RETRIES,
     MIN_BACKOFF_MS,
@@ -218,3 +219,31 @@ def test_a_dead_processs_doorbell_is_removed_by_the_next_enqueue(setup: Setup) -
         workers.kill()
     send(setup.broker, "record", "after")
     assert not doorbells[0].exists()
+
+
+def test_a_ring_wakes_the_consumers_of_its_queue_and_no_other(tmp_path: Path) -> None:
+    doorbell = Doorbell(tmp_path / "bells")
+    try:
+        emails, reports = doorbell.generation("emails"), doorbell.generation("reports")
+        woken: list[str] = []
+
+        def wait_on(queue: str, generation: int) -> None:
+            doorbell.wait(queue, generation, timeout=5)
+            woken.append(queue)
+
+        waiters = [
+            threading.Thread(target=wait_on, args=("emails", emails)),
+            threading.Thread(target=wait_on, args=("reports", reports)),
+        ]
+        for waiter in waiters:
+            waiter.start()
+        with sender_socket() as sender:
+            ring(tmp_path / "bells", sender, "emails")
+            waiters[0].join(timeout=5)
+            time.sleep(0.2)
+            assert woken == ["emails"]  # the reports consumer still waits
+            ring(tmp_path / "bells", sender, "reports")
+            waiters[1].join(timeout=5)
+        assert woken == ["emails", "reports"]
+    finally:
+        doorbell.close()
