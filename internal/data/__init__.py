@@ -186,6 +186,20 @@ def insert_once(model: type[M], unique: Any, **values: Any) -> tuple[M, bool]:
     return model.get(unique == values[unique.name]), False
 
 
+def create_row(model: type[M], **values: Any) -> M:
+    """Inserts a new row (the model's defaults for the columns not given) and returns it, as
+    peewee's Model.create does for a table whose primary key is given, by a statement built
+    once per table and column set."""
+    row = model(**values)
+    database = model._meta.database
+    statement = _insert_statement(model, tuple(row.__data__), database.param)
+    data = row.__data__
+    params = [field.db_value(data[field.name]) for field in statement.fields]  # type: ignore[no-untyped-call]
+    database.execute_sql(statement.sql, params)
+    row._dirty.clear()  # type: ignore[attr-defined]  # peewee's own record of changed fields
+    return row
+
+
 def save_row(row: peewee.Model) -> None:
     """Writes every column of a row read whole back to its table (what peewee's save does for
     a row with a primary key), by a statement built once per table: peewee builds a query's
@@ -224,6 +238,16 @@ def _insert_once_statement(
         f"RETURNING {returning}"
     )
     return _Statement(sql, fields)
+
+
+@functools.cache
+def _insert_statement(model: type[peewee.Model], names: tuple[str, ...], param: str) -> _Statement:
+    """INSERT INTO ... (the columns named) VALUES (...)."""
+    fields = tuple(f for f in model._meta.sorted_fields if f.name in names)
+    columns = ", ".join(_quoted(f.column_name) for f in fields)
+    values = ", ".join(param for _ in fields)
+    table = _quoted(model._meta.table_name)
+    return _Statement(f"INSERT INTO {table} ({columns}) VALUES ({values})", fields)
 
 
 @functools.cache

@@ -20,13 +20,14 @@ is idempotent on the key, so that second send returns the same job."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
 
 import peewee
 
-from internal.data import write_transaction
+from internal.data import create_row, write_transaction
 
 EMAIL = "email"  # request: EnqueueEmailRequest; subject: the user's id
 CONVERSION = "conversion"  # request: EnqueueConversionRequest; subject: the conversion's id
@@ -69,11 +70,10 @@ def add(
     """Records an intent, leased for `lease` seconds to the caller (who sends it at once).
     Call inside the transaction that writes its user or conversion."""
     now = time.time()
-    row: OutboxRow = OutboxRow.create(
-        key=key, kind=kind, subject_id=subject_id, request=request, trace=json.dumps(trace),
-        created_at=now, leased_until=now + lease,
+    return create_row(
+        OutboxRow, key=key, kind=kind, subject_id=subject_id, request=request,
+        trace=json.dumps(trace), created_at=now, leased_until=now + lease,
     )  # fmt: skip
-    return row
 
 
 def get(database: peewee.Database, key: str) -> OutboxRow | None:
@@ -119,14 +119,21 @@ def mark_sent(
     """job_svc acknowledged the intent with this job; `also` runs in the same transaction
     (e.g. recording the job id on the conversion). A row another relay marked first stays."""
     with database.connection_context(), write_transaction(database):
-        changed = (
-            OutboxRow.update(state=SENT, job_id=job_id, sent_at=time.time(), leased_until=0.0)
-            .where((OutboxRow.key == row.key) & (OutboxRow.state == PENDING))
-            .execute()
+        cursor = database.execute_sql(  # type: ignore[no-untyped-call]
+            _mark_sent_sql(database.param), (SENT, job_id, time.time(), row.key, PENDING)
         )
-        if changed:
+        if cursor.rowcount:
             also()
     row.state, row.job_id = SENT, job_id
+
+
+@functools.cache
+def _mark_sent_sql(param: str) -> str:
+    """Written once: peewee builds a query's SQL anew on each run (every welcome runs this)."""
+    return (
+        f'UPDATE "{OutboxRow._meta.table_name}" SET "state" = {param}, "job_id" = {param}, '
+        f'"sent_at" = {param}, "leased_until" = 0.0 WHERE "key" = {param} AND "state" = {param}'
+    )
 
 
 def retry_later(database: peewee.Database, row: OutboxRow, error: str, delay: float) -> None:
