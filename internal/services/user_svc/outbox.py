@@ -114,17 +114,20 @@ def claim(database: peewee.Database, limit: int, lease: float) -> list[OutboxRow
 
 
 def mark_sent(
-    database: peewee.Database, row: OutboxRow, job_id: str, also: Callable[[], None]
+    database: peewee.Database,
+    sent: Sequence[tuple[OutboxRow, str]],
+    also: Callable[[OutboxRow, str], None],
 ) -> None:
-    """job_svc acknowledged the intent with this job; `also` runs in the same transaction
-    (e.g. recording the job id on the conversion). A row another relay marked first stays."""
+    """job_svc acknowledged these intents, each with its job, recorded in one transaction;
+    `also(row, job_id)` runs in it for each (e.g. recording the job id on the conversion).
+    A row another relay marked first stays as it is."""
     with database.connection_context(), write_transaction(database):
-        cursor = database.execute_sql(  # type: ignore[no-untyped-call]
-            _mark_sent_sql(database.param), (SENT, job_id, time.time(), row.key, PENDING)
-        )
-        if cursor.rowcount:
-            also()
-    row.state, row.job_id = SENT, job_id
+        for row, job_id in sent:
+            cursor = database.execute_sql(  # type: ignore[no-untyped-call]
+                _mark_sent_sql(database.param), (SENT, job_id, time.time(), row.key, PENDING)
+            )
+            if cursor.rowcount:
+                also(row, job_id)
 
 
 @functools.cache

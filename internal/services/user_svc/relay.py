@@ -139,6 +139,8 @@ class Relay:
         self._suspect_until = 0.0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._acknowledged: list[tuple[OutboxRow, str]] = []  # sent, not yet marked so
+        self._marker: asyncio.Task[None] | None = None
 
     # The task
 
@@ -151,6 +153,8 @@ class Relay:
             with suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._marker is not None:
+            await self._marker  # what job_svc acknowledged is recorded before the process ends
 
     def wake(self) -> None:
         """Look for due intents now, not at the next poll."""
@@ -225,12 +229,29 @@ class Relay:
         except Exception as exc:  # not a peer's answer: kept, and retried, as a failure
             log.exception("sending %s to job_svc failed", row.key)
             return await self._defer(row, f"{type(exc).__name__}: {exc}")
-        row.job_id, self._suspect_until = job_id, 0.0
+        row.state, row.job_id, self._suspect_until = outbox.SENT, job_id, 0.0
         self.failures.success()
-        await asyncio.to_thread(
-            outbox.mark_sent, self.database, row, job_id, lambda: self.recorded(row, job_id)
-        )
+        self._mark_sent(row, job_id)
         return Delivery.SENT
+
+    def _mark_sent(self, row: OutboxRow, job_id: str) -> None:
+        """Records an acknowledged intent as sent, with the others acknowledged meanwhile, in
+        one transaction written by one task, after the send has returned: one write and one
+        thread hop per batch instead of per request, and not on the request's path. Should
+        the process die first, the intent's lease runs out and it is sent again: job_svc
+        answers a repeated key with the same job."""
+        self._acknowledged.append((row, job_id))
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._write_marks(), name="outbox marks")
+
+    async def _write_marks(self) -> None:
+        while self._acknowledged:
+            batch, self._acknowledged = self._acknowledged, []
+            try:
+                await asyncio.to_thread(outbox.mark_sent, self.database, batch, self.recorded)
+            except Exception:  # the database unreachable: the leases run out, sent again
+                log.exception("recording %d intents as sent failed; they will be sent again",
+                              len(batch))  # fmt: skip
 
     async def _send(self, row: OutboxRow, timeout: float) -> str:
         request = bytes(row.request)
