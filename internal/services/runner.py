@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 
 from internal import config, observability
 from internal.services.common.app import run
-from internal.services.common.memory import return_large_blocks
+from internal.services.common.memory import collect_less_often, return_large_blocks
 
 log = logging.getLogger(__name__)
 
@@ -44,4 +44,5 @@ def serve(service: str) -> None:
     app = app_factory(service)(settings)
     host, port = settings.bind(service)
     log.info("%s listening on %s", service, settings.url(service))
+    collect_less_often()
     run(app, host, port)

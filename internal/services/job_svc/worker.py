@@ -34,6 +34,7 @@ from internal import config, observability
 from internal.observability import metrics
 from internal.peers import SyncPeers
 from internal.queue import Discarded, DiscardHook, default_middleware, open_broker
+from internal.services.common.memory import collect_less_often
 from internal.services.job_svc.dispatch import Dispatcher
 from internal.services.job_svc.handlers import JobHandler, Peers, job_handlers
 from internal.services.job_svc.models import JobRow
@@ -200,6 +201,7 @@ def run_worker(threads: int = 4) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     worker = dramatiq.Worker(broker, worker_threads=threads)
+    collect_less_often()
     worker.start()
     log.info("job worker %s running %d threads on %s", this_worker(), threads,
              settings.broker_url)  # fmt: skip
