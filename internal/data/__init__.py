@@ -180,10 +180,36 @@ def insert_once(model: type[M], unique: Any, **values: Any) -> tuple[M, bool]:
         field.db_value(values[field.name] if field.name in values else _default(field))  # type: ignore[no-untyped-call]
         for field in statement.fields
     ]
-    inserted: list[M] = list(model.raw(statement.sql, *params))
+    inserted = fetch_rows(model, statement.sql, params)
     if inserted:
         return inserted[0], True
     return model.get(unique == values[unique.name]), False
+
+
+def fetch_rows(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
+    """The model's rows a statement returns (a SELECT of its columns, an INSERT or UPDATE
+    ... RETURNING them), converted by its fields as peewee's raw() would, without working
+    out again on every call which column is which field."""
+    cursor = model._meta.database.execute_sql(sql, params)
+    names = tuple(column[0] for column in cursor.description)
+    converters = _converters(model, names)
+    rows = []
+    for values in cursor.fetchall():
+        row = model(__no_default__=1)
+        row.__data__ = {
+            name: convert(value) for (name, convert), value in zip(converters, values, strict=True)
+        }
+        rows.append(row)
+    return rows
+
+
+@functools.cache
+def _converters(
+    model: type[peewee.Model], columns: tuple[str, ...]
+) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """(field name, its python_value) for each column."""
+    by_column = {field.column_name: field for field in model._meta.sorted_fields}
+    return tuple((by_column[c].name, by_column[c].python_value) for c in columns)
 
 
 def create_row(model: type[M], **values: Any) -> M:

@@ -21,6 +21,7 @@ from mcsv.v1 import common_pb2, job_pb2
 from internal import config
 from internal.data import (
     create_tables,
+    fetch_rows,
     insert_once,
     locked,
     open_database,
@@ -345,7 +346,7 @@ class JobStore:
 
     def _locked(self, job_id: str) -> JobRow | None:
         """The job, its row locked until the transaction ends (on PostgreSQL)."""
-        rows: list[JobRow] = list(JobRow.raw(self.sql.locked_job, job_id))
+        rows = fetch_rows(JobRow, self.sql.locked_job, (job_id,))
         return rows[0] if rows else None
 
     def _event(
