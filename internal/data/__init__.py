@@ -18,6 +18,8 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
+from internal.data.writers import WriterTurns
+
 # SQLite is shared by several processes (service replicas, workers): WAL lets readers and one
 # writer proceed together, and busy_timeout makes a writer wait for the lock instead of failing.
 SQLITE_PRAGMAS = {
@@ -135,31 +137,30 @@ def create_tables(
 def write_transaction(database: peewee.Database) -> Iterator[None]:
     """A transaction that will write. On SQLite it takes the write lock up front (BEGIN
     IMMEDIATE): two processes that both read then write would otherwise deadlock on the lock
-    upgrade, and one of them fail with 'database is locked'. The threads of one process take
-    turns on a lock of their own first: SQLite makes a writer that finds its lock taken sleep
-    and retry (1, 2, 5, 10... ms), far longer than the transaction it waits for."""
+    upgrade, and one of them fail with 'database is locked'. Before that the writer waits
+    its turn among the file's writers (writers.py): SQLite's own wait for a taken lock is a
+    sleep of growing length, far longer than the transaction it waits for."""
     if isinstance(database, peewee.SqliteDatabase):
-        with _writer_lock(database), database.atomic("IMMEDIATE"):
+        with writer_turns(database).turn(), database.atomic("IMMEDIATE"):
             yield
     else:
         with database.atomic():
             yield
 
 
-_WRITER_LOCKS: weakref.WeakKeyDictionary[peewee.Database, threading.RLock] = (
-    weakref.WeakKeyDictionary()
-)
-_WRITER_LOCKS_LOCK = threading.Lock()
+_WRITER_TURNS: weakref.WeakKeyDictionary[peewee.Database, WriterTurns] = weakref.WeakKeyDictionary()
+_WRITER_TURNS_LOCK = threading.Lock()
 
 
-def _writer_lock(database: peewee.Database) -> threading.RLock:
-    """The lock this process's writers to `database` take turns on (re-entrant: a write
-    transaction may open another, a savepoint, inside)."""
-    with _WRITER_LOCKS_LOCK:
-        lock = _WRITER_LOCKS.get(database)
-        if lock is None:
-            lock = _WRITER_LOCKS[database] = threading.RLock()
-        return lock
+def writer_turns(database: peewee.SqliteDatabase) -> WriterTurns:
+    """The turns this process's writers to `database` take with every other writer of its
+    file."""
+    with _WRITER_TURNS_LOCK:
+        turns = _WRITER_TURNS.get(database)
+        if turns is None:
+            path = None if database.database in ("", ":memory:") else database.database
+            turns = _WRITER_TURNS[database] = WriterTurns(path)
+        return turns
 
 
 def locked(query: Any) -> Any:

@@ -41,6 +41,8 @@ from dramatiq.common import q_name
 from dramatiq.errors import ConnectionClosed, DecodeError, QueueJoinTimeout
 from dramatiq.middleware import Middleware, SkipMessage
 
+from internal.data.writers import WriterTurns
+
 from .middleware import describe_error, give_up_reason
 from .wakeup import Doorbell, doorbell_directory, ring, sender_socket
 
@@ -160,9 +162,9 @@ class SQLiteBroker(Broker):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        # One writer at a time within the process: threads queue on this lock rather than
-        # in SQLite's busy handler, which sleeps (1, 2, 5, 10... ms) between its retries.
-        self._write_lock = threading.Lock()
+        # One writer at a time: threads and processes wait their turn (internal.data.writers)
+        # rather than in SQLite's busy handler, which sleeps (1, 2, 5, 10... ms) between tries.
+        self._writers = WriterTurns(self.path)
         # Acked rows not yet deleted: whoever takes the write lock next deletes them all in
         # one commit (a group commit), so that acks from many threads share one disk sync.
         self._unacked: set[int] = set()
@@ -190,7 +192,6 @@ class SQLiteBroker(Broker):
             self._owner = f"{os.uname().nodename}:{pid}:{uuid.uuid4().hex[:12]}"
             self._local = threading.local()
             self._connections = []
-            self._write_lock = threading.Lock()  # the parent's may be held by its threads
             self._unacked = set()
             self._lease_keeper = None
             self._doorbell = None  # the parent's socket is the parent's to close
@@ -249,7 +250,7 @@ class SQLiteBroker(Broker):
     @contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """A write transaction, holding this process's write lock and the database's."""
-        with self._write_lock, self._locked_transaction(durable=durable) as db:
+        with self._writers.turn(), self._locked_transaction(durable=durable) as db:
             yield db
 
     @contextmanager
@@ -279,6 +280,7 @@ class SQLiteBroker(Broker):
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+        self._writers.close()
         self._closed = True
 
     # -- the Broker interface -------------------------------------------------------------
@@ -436,7 +438,7 @@ class SQLiteBroker(Broker):
         whose commit took this ack along (acks waiting for the write lock go together)."""
         with self._unacked_lock:
             self._unacked.add(row_id)
-        with self._write_lock:
+        with self._writers.turn():
             with self._unacked_lock:
                 if row_id not in self._unacked:
                     return  # deleted by the commit that held the lock meanwhile
