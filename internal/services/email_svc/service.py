@@ -111,7 +111,7 @@ class EmailService:
             code = ErrorCode.UNAVAILABLE if exc.transient else ErrorCode.FAILED_PRECONDITION
             raise TwirpError(code, f"SMTP delivery to {row.recipient} failed: {exc}") from exc
         row.delivered_at = time.time()
-        with self.database.connection_context():
+        with self.database.connection_context(), write_transaction(self.database):
             save_row(row)
 
     def list_emails(

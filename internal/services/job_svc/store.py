@@ -66,7 +66,7 @@ class JobStore:
 
     def mark_sent(self, job_id: str, dispatch: int) -> None:
         """The message numbered `dispatch` is on the queue (unless a newer one replaced it)."""
-        with self.database.connection_context():
+        with self.database.connection_context(), write_transaction(self.database):
             self.database.execute_sql(  # type: ignore[no-untyped-call]
                 self.sql.mark_sent, (True, job_id, dispatch)
             )

@@ -11,6 +11,7 @@ import time
 import peewee
 
 from internal import storage
+from internal.data import write_transaction
 from internal.services.user_svc.models import ConversionRow
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class UploadRetention:
             )
         for row in expired:
             self.store.delete(row.source_key)
-            with self.database.connection_context():
+            with self.database.connection_context(), write_transaction(self.database):
                 # Unless a newer outcome changed it meanwhile (a retry that succeeded).
                 ConversionRow.update(upload_kept_until=None).where(
                     (ConversionRow.id == row.id)

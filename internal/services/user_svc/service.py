@@ -304,7 +304,7 @@ class UserService:
         await self.conversion_complete(context, user_pb2.ConversionCompleteRequest(report=report))
 
     def _save(self, row: ConversionRow) -> None:
-        with self.database.connection_context():
+        with self.database.connection_context(), write_transaction(self.database):
             save_row(row)
 
     def get_conversion(
