@@ -375,6 +375,11 @@ class UserService:
                 notification_id=f"conversion:{row.id}", sent_at=now(), conversion_finished=report
             )
         )
+        if row.state == user_pb2.CONVERSION_STATE_SUCCEEDED:
+            # The PDF is what is kept. The original goes once the client has been told (a
+            # file's removal waits on the filesystem's journal: ~1 ms, 5 under load), and
+            # again for a repeated report, in case this process was stopped before that.
+            await asyncio.to_thread(self.store.delete, row.source_key)
         return user_pb2.ConversionCompleteResponse(conversion=conversion_message(row))
 
     def _record_outcome(
@@ -387,9 +392,8 @@ class UserService:
 
     def _finish(self, row: ConversionRow, report: common_pb2.ConversionReport) -> None:
         """Records the outcome, unless one of a higher version is recorded (a repeated
-        report changes nothing). A succeeded conversion's original is removed, the PDF being
-        what is kept; a failed or cancelled one's is kept until its retention ends, for a
-        retry."""
+        report changes nothing). A succeeded conversion's original is removed by the caller;
+        a failed or cancelled one's is kept until its retention ends, for a retry."""
         succeeded = report.outcome == common_pb2.OUTCOME_SUCCEEDED
         if report.version and report.version <= row.report_version:
             return  # this outcome or a later one is recorded already
@@ -404,8 +408,6 @@ class UserService:
         row.finished_at = now
         row.upload_kept_until = None if succeeded else now + self.retention.seconds
         self._save(row)
-        if succeeded:
-            self.store.delete(row.source_key)
 
     def sweep_uploads(self) -> int:
         """Deletes the uploads of failed and cancelled conversions whose retention ended."""
