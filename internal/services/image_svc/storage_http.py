@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import aiohttp
+from mcsv.twirp.transport import KEEPALIVE_SECONDS
 from yarl import URL
 
 from internal.observability import HttpCall
@@ -58,7 +59,11 @@ class StorageHttp:
         if self._session is None or self._loop is not loop:
             self._loop = loop
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                # Idle connections retired before the server's keep-alive ends (as the
+                # generated clients do), so that no request goes out on one being closed.
+                connector=aiohttp.TCPConnector(
+                    limit=self._pool_size, keepalive_timeout=KEEPALIVE_SECONDS
+                ),
                 timeout=self._timeout,
                 skip_auto_headers=("User-Agent",),
             )
