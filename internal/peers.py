@@ -64,8 +64,8 @@ def sync_transport(replicas: Sequence[str]) -> SyncTransport:
 
 
 def async_http_client(timeout: float | None = None) -> httpx.AsyncClient:
-    """A traced plain HTTP client, for the one call that is not a generated client's:
-    fetching presigned storage URLs (image_svc)."""
+    """A traced plain HTTP client, for calls that are not a generated client's: the
+    console's readiness probes."""
     return httpx.AsyncClient(
         transport=TracedHttpxTransport(), timeout=timeout, follow_redirects=False
     )

@@ -2,15 +2,17 @@
 
 configure(service) at process start; service apps are wrapped by ObservedTwirp with the
 TwirpObserver hook; outgoing calls go through TracingTransport/TracingSyncTransport (put under
-every generated client by internal.peers; TracedHttpxTransport under image_svc's httpx
-client); the job queue carries trace context (inject_into, TracingMiddleware). This package
-provides transports, hooks and middleware; it builds no clients."""
+every generated client by internal.peers; TracedHttpxTransport under a plain httpx client;
+HttpCall around image_svc's storage requests); the job queue carries trace context
+(inject_into, TracingMiddleware). This package provides transports, hooks and middleware; it
+builds no clients."""
 
 from __future__ import annotations
 
 from internal.observability.asgi import ObservedTwirp, TwirpObserver
 from internal.observability.context import tag
 from internal.observability.http import (
+    HttpCall,
     TracedHttpxTransport,
     TracingSyncTransport,
     TracingTransport,
@@ -27,6 +29,7 @@ def configure(service: str) -> None:
 
 
 __all__ = [
+    "HttpCall",
     "ObservedTwirp",
     "TracedHttpxTransport",
     "TracingMiddleware",

@@ -4,8 +4,8 @@ in the client metrics.
 
 TracingTransport/TracingSyncTransport wrap a transport of the generated clients (the
 runtime's AsyncTransport/SyncTransport seam); internal.peers puts them under every client it
-builds. TracedHttpxTransport does the same for the plain httpx client image_svc fetches
-presigned storage URLs with."""
+builds. TracedHttpxTransport does the same for a plain httpx client (the console's), HttpCall
+for image_svc's own aiohttp requests to presigned storage URLs."""
 
 from __future__ import annotations
 
@@ -129,8 +129,7 @@ class TracingSyncTransport:
 
 
 class TracedHttpxTransport(httpx.AsyncBaseTransport):
-    """An httpx transport observing plain HTTP requests (image_svc's presigned storage URLs,
-    whose bodies stay streamed)."""
+    """An httpx transport observing plain HTTP requests (their bodies stay streamed)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self._inner = inner or httpx.AsyncHTTPTransport()
@@ -149,3 +148,10 @@ class TracedHttpxTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+class HttpCall(_Call):
+    """The span of one plain HTTP request a service makes with its own client (image_svc's
+    requests to presigned storage URLs, over aiohttp): made with the request's headers, to
+    which it adds the trace context and request id; finish() it with the answer's status, or
+    None and the error."""

@@ -218,6 +218,12 @@ def test_the_latest_outcome_wins_and_a_failed_upload_is_kept_until_its_retention
         done = users.conversion_complete(report(9, common_pb2.OUTCOME_SUCCEEDED)).conversion
         assert done.state == user_pb2.CONVERSION_STATE_SUCCEEDED and not done.error
         assert not done.HasField("upload_kept_until") and not store.exists("uploads/c-1/a.png")
+        # Stopped after telling the client, before removing the original: the repeated report
+        # removes it.
+        store.put("uploads/c-1/a.png", b"png", "image/png")
+        again = users.conversion_complete(report(9, common_pb2.OUTCOME_SUCCEEDED)).conversion
+        assert again.state == user_pb2.CONVERSION_STATE_SUCCEEDED
+        assert not store.exists("uploads/c-1/a.png")
         late = users.conversion_complete(report(7, common_pb2.OUTCOME_CANCELLED)).conversion
         assert late.state == user_pb2.CONVERSION_STATE_SUCCEEDED  # older than what is kept
 

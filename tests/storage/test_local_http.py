@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
-from internal.storage import LocalStorage
+from internal.storage import LocalStorage, storage_routes
+from internal.storage.routes import CHUNK_BYTES
 from tests.storage.conftest import MAX_PUT_BYTES, LocalServer
 
 MINUTE = timedelta(minutes=1)
@@ -98,6 +102,35 @@ def test_presigned_put_streams_a_chunked_body(local_server: LocalServer) -> None
     )
     assert response.status_code == 200, response.text
     assert storage.get(key) == b"".join(pieces)
+
+
+@pytest.mark.parametrize("size", [3 * CHUNK_BYTES + 123, 5 * CHUNK_BYTES])
+def test_a_put_of_several_chunks_is_stored_intact_and_one_too_large_leaves_nothing(
+    tmp_path: Path, size: int
+) -> None:
+    # Bodies of more than one chunk go to a temporary file as they arrive (in-process: the
+    # shared server's limit is below one chunk).
+    storage = LocalStorage(tmp_path, public_url="http://testserver", secret="s" * 32)
+    app = Starlette(routes=storage_routes(storage, 4 * CHUNK_BYTES))
+    data = os.urandom(size)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 50_000):
+            yield data[start : start + 50_000]
+
+    async def put(url: str) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+            return await client.put(url, content=pieces(), headers={"Content-Type": "image/png"})
+
+    key = _key("several.png")
+    response = asyncio.run(put(storage.presign_put(key, MINUTE, "image/png")))
+    if size <= 4 * CHUNK_BYTES:
+        assert response.status_code == 200, response.text
+        assert storage.get(key) == data
+    else:
+        assert response.status_code == 413
+        assert not storage.exists(key)
+    assert list((storage.root / "tmp").iterdir()) == []
 
 
 def test_tampered_urls_are_refused(local_server: LocalServer) -> None:

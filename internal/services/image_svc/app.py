@@ -10,9 +10,9 @@ from mcsv.v1.image_twirp_server import ImageServiceServer
 from starlette.applications import Starlette
 
 from internal import config, imaging, storage
-from internal.peers import async_http_client
 from internal.services.common.app import service_app
 from internal.services.image_svc.service import ImageService
+from internal.services.image_svc.storage_http import StorageHttp
 
 NAME = "image_svc"
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def create_app(settings: config.Settings) -> Starlette:
     version = magick.check()  # fails with a clear message when ImageMagick cannot make PDFs
     log.info("ImageMagick ready: %s", version)
     origin = storage.storage_origin(settings.storage_url, public_url=settings.storage_public_url)
-    http = async_http_client(timeout=settings.rpc_timeout_seconds)
+    http = StorageHttp(timeout=settings.rpc_timeout_seconds)
     concurrency = settings.imagemagick_concurrency or len(os.sched_getaffinity(0))
     service = ImageService(
         magick, http, origin, settings.max_upload_bytes, settings.max_image_pixels, concurrency

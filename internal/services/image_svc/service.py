@@ -4,7 +4,7 @@ too), converts it with ImageMagick under the project's policy, and stores the PD
 presigned PUT. Image bytes never travel in an RPC.
 
 Fetching a presigned URL is the one HTTP call between services that does not go through a
-generated client: it is a request to object storage, not an RPC."""
+generated client: it is a request to object storage, not an RPC (storage_http.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import logging
 import time
 from urllib.parse import unquote, urlsplit
 
-import httpx
 from google.protobuf.duration_pb2 import Duration
 from mcsv.twirp import Context, ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, image_pb2
@@ -21,6 +20,7 @@ from mcsv.v1 import common_pb2, image_pb2
 from internal import imaging, observability
 from internal.observability import metrics
 from internal.services.common.errors import invalid_argument, require, require_url
+from internal.services.image_svc import storage_http
 from internal.urls import character_problem
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class ImageService:
     def __init__(
         self,
         magick: imaging.ImageMagick,
-        http: httpx.AsyncClient,
+        http: storage_http.StorageHttp,
         storage_origin: str,
         max_image_bytes: int,
         max_image_pixels: int,
@@ -174,42 +174,31 @@ class ImageService:
 
     async def _fetch(self, url: str) -> bytes:
         try:
-            async with self.http.stream("GET", url) as response:
-                if response.status_code != 200:
-                    body = (await response.aread())[:200].decode(errors="replace")
-                    raise self._storage_refused("source_url", response.status_code, body)
-                declared = int(response.headers.get("content-length") or 0)
-                if declared > self.max_image_bytes:
-                    raise self._too_large(declared)
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_image_bytes:
-                        raise self._too_large(size)
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.InvalidURL as exc:  # not an HTTPError: would otherwise be a 500
+            return await self.http.get(url, self.max_image_bytes)
+        except storage_http.StorageRefused as exc:
+            raise self._storage_refused("source_url", exc.status, exc.body) from exc
+        except storage_http.TooLarge as exc:
+            raise self._too_large(exc.size) from exc
+        except storage_http.InvalidStorageURL as exc:
             raise invalid_argument("source_url", f"is not a URL ({exc})") from exc
-        except httpx.HTTPError as exc:
+        except storage_http.StorageUnavailable as exc:
             raise TwirpError(ErrorCode.UNAVAILABLE, f"fetching the image failed: {exc}") from exc
 
     async def _upload(self, url: str, pdf: bytes) -> None:
         try:
-            response = await self.http.put(
-                url, content=pdf, headers={"Content-Type": "application/pdf"}
-            )
-        except httpx.InvalidURL as exc:
+            status, text = await self.http.put(url, pdf, "application/pdf")
+        except storage_http.InvalidStorageURL as exc:
             raise invalid_argument("pdf_upload_url", f"is not a URL ({exc})") from exc
-        except httpx.HTTPError as exc:
+        except storage_http.StorageUnavailable as exc:
             raise TwirpError(ErrorCode.UNAVAILABLE, f"storing the PDF failed: {exc}") from exc
-        if response.status_code == 409:
+        if status == 409:
             # The URL is bound to this conversion's PDF and objects are committed whole, so
             # the PDF is already stored: an earlier attempt whose worker died stored it after
             # this attempt began. Same source, same options: the same PDF.
             log.info("the PDF of %s is already stored; not storing it twice", url.split("?")[0])
             return
-        if response.status_code not in (200, 201, 204):
-            raise self._storage_refused("pdf_upload_url", response.status_code, response.text[:200])
+        if status not in (200, 201, 204):
+            raise self._storage_refused("pdf_upload_url", status, text)
 
     def _too_large(self, size: int) -> TwirpError:
         return invalid_argument(

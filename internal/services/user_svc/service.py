@@ -194,9 +194,6 @@ class UserService:
         observability.tag(user_id=user.id, conversion_id=conversion_id)
         safe_name = UNSAFE.sub("_", filename).strip("._") or "image"
         source_key = f"uploads/{conversion_id}/{safe_name}"
-        content_type = mimetypes.guess_type(safe_name)[0] or "application/octet-stream"
-        await asyncio.to_thread(self.store.put, source_key, image, content_type)
-        del image  # stored: its memory goes back before the rest of the request
         expires = time.time() + self.url_ttl.total_seconds()
         args = job_pb2.ConversionJobArgs(
             conversion_id=conversion_id,
@@ -222,16 +219,11 @@ class UserService:
             idempotency_key=key,
         )
         job = job_pb2.EnqueueConversionRequest(args=args).SerializeToString()
-        try:
-            row, intent = await asyncio.to_thread(
-                self._record_upload, upload, job, trace_context(), lease
-            )
-        except BaseException:
-            # Not recorded: the caller is told it failed, so its file may not stay behind.
-            await asyncio.to_thread(self.store.delete, source_key)
-            raise
+        row, intent = await asyncio.to_thread(
+            self._store_upload, image, upload, job, trace_context(), lease
+        )
+        del image  # stored: its memory goes back before the rest of the request
         if intent is None:  # a concurrent request with the same key was first
-            await asyncio.to_thread(self.store.delete, source_key)
             observability.tag(conversion_id=row.id)
         elif not lease:
             self.relay.wake()  # the intent is the relay's: at once, not at its next poll
@@ -247,6 +239,24 @@ class UserService:
                 (ConversionRow.user_id == user_id) & (ConversionRow.idempotency_key == key)
             )
         return row
+
+    def _store_upload(
+        self, image: bytes, upload: ConversionRow, job: bytes, trace: dict[str, str], lease: float
+    ) -> tuple[ConversionRow, OutboxRow | None]:
+        """The image stored, then recorded (_record_upload), in one thread hop. A file not
+        recorded (a failure, or a concurrent request with the same key first) is deleted."""
+        name = upload.source_key.rpartition("/")[2]
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        self.store.put(upload.source_key, image, content_type)
+        try:
+            row, intent = self._record_upload(upload, job, trace, lease)
+        except BaseException:
+            # Not recorded: the caller is told it failed, so its file may not stay behind.
+            self.store.delete(upload.source_key)
+            raise
+        if intent is None:
+            self.store.delete(upload.source_key)
+        return row, intent
 
     def _record_upload(
         self, upload: ConversionRow, job: bytes, trace: dict[str, str], lease: float
@@ -356,23 +366,34 @@ class UserService:
         require_outcome(report.outcome, "report.outcome")
         optional_url(report.pdf_url, "report.pdf_url")
         require_valid_times(request)
-        row = await asyncio.to_thread(self._conversion, conversion_id)
-        observability.tag(user_id=row.user_id, conversion_id=row.id, job_id=report.job_id)
         if report.outcome not in STATE_AFTER:
             raise invalid_argument("report.outcome", "must be succeeded, failed or cancelled")
-        await asyncio.to_thread(self._finish, row, report)
+        row = await asyncio.to_thread(self._record_outcome, conversion_id, report)
+        observability.tag(user_id=row.user_id, conversion_id=row.id, job_id=report.job_id)
         await self.client.receive_notification(
             client_pb2.ReceiveNotificationRequest(
                 notification_id=f"conversion:{row.id}", sent_at=now(), conversion_finished=report
             )
         )
+        if row.state == user_pb2.CONVERSION_STATE_SUCCEEDED:
+            # The PDF is what is kept. The original goes once the client has been told (a
+            # file's removal waits on the filesystem's journal: ~1 ms, 5 under load), and
+            # again for a repeated report, in case this process was stopped before that.
+            await asyncio.to_thread(self.store.delete, row.source_key)
         return user_pb2.ConversionCompleteResponse(conversion=conversion_message(row))
+
+    def _record_outcome(
+        self, conversion_id: str, report: common_pb2.ConversionReport
+    ) -> ConversionRow:
+        """The conversion, read and finished (_finish) in one thread hop."""
+        row = self._conversion(conversion_id)
+        self._finish(row, report)
+        return row
 
     def _finish(self, row: ConversionRow, report: common_pb2.ConversionReport) -> None:
         """Records the outcome, unless one of a higher version is recorded (a repeated
-        report changes nothing). A succeeded conversion's original is removed, the PDF being
-        what is kept; a failed or cancelled one's is kept until its retention ends, for a
-        retry."""
+        report changes nothing). A succeeded conversion's original is removed by the caller;
+        a failed or cancelled one's is kept until its retention ends, for a retry."""
         succeeded = report.outcome == common_pb2.OUTCOME_SUCCEEDED
         if report.version and report.version <= row.report_version:
             return  # this outcome or a later one is recorded already
@@ -387,8 +408,6 @@ class UserService:
         row.finished_at = now
         row.upload_kept_until = None if succeeded else now + self.retention.seconds
         self._save(row)
-        if succeeded:
-            self.store.delete(row.source_key)
 
     def sweep_uploads(self) -> int:
         """Deletes the uploads of failed and cancelled conversions whose retention ended."""
