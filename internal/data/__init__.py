@@ -218,12 +218,7 @@ def create_row(model: type[M], **values: Any) -> M:
     peewee's Model.create does for a table whose primary key is given, by a statement built
     once per table and column set."""
     row = model(**values)
-    database = model._meta.database
-    statement = _insert_statement(model, tuple(row.__data__), database.param)
-    data = row.__data__
-    params = [field.db_value(data[field.name]) for field in statement.fields]  # type: ignore[no-untyped-call]
-    database.execute_sql(statement.sql, params)
-    row._dirty.clear()  # type: ignore[attr-defined]  # peewee's own record of changed fields
+    _write_row(row, _insert_statement)
     return row
 
 
@@ -231,10 +226,16 @@ def save_row(row: peewee.Model) -> None:
     """Writes every column of a row read whole back to its table (what peewee's save does for
     a row with a primary key), by a statement built once per table: peewee builds a query's
     SQL anew each time, which on the hot paths cost more than running it."""
-    model = type(row)
+    _write_row(row, _update_statement)
+
+
+def _write_row(
+    row: peewee.Model,
+    statement_for: Callable[[type[peewee.Model], tuple[str, ...], str], _Statement],
+) -> None:
+    model, data = type(row), row.__data__
     database = model._meta.database
-    statement = _update_statement(model, tuple(row.__data__), database.param)
-    data = row.__data__
+    statement = statement_for(model, tuple(data), database.param)
     params = [field.db_value(data[field.name]) for field in statement.fields]  # type: ignore[no-untyped-call]
     database.execute_sql(statement.sql, params)
     row._dirty.clear()  # type: ignore[attr-defined]  # peewee's own record of changed fields
