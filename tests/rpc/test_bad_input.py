@@ -25,6 +25,7 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from mcsv.twirp import ErrorCode
+from mcsv.twirp.transport import KEEPALIVE_SECONDS
 from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
 
 from tests.codegen.helpers import buf_generate
@@ -530,3 +531,14 @@ def test_a_large_unread_body_closes_the_connection(echo_url: str) -> None:
     assert answer.status == 404
     assert answer.headers["connection"].lower() == "close"
     assert answer.elapsed < 5
+
+
+def test_a_connection_idle_longer_than_the_clients_keep_it_still_serves(service_url: str) -> None:
+    """A service keeps an idle connection open far longer than the generated clients reuse one
+    (KEEPALIVE_SECONDS), and longer than uvicorn's own 5 s: a client that picks a pooled
+    connection just before retiring it, and gets round to sending late, is still answered."""
+    address = urlsplit(service_url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        assert exchange(sock, _head(GET_JOB, 0), b"").status == 200
+        time.sleep(KEEPALIVE_SECONDS + 2)
+        assert exchange(sock, _head(GET_JOB, 0), b"").status == 200

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from internal.services.common.app import KEEP_ALIVE_SECONDS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -107,7 +109,8 @@ def uvicorn_argv(app: str, port: int) -> list[str]:
     configured as the services' run() configures it."""
     return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
             "--http", "httptools", "--loop", "uvloop", "--ws", "none", "--no-access-log",
-            "--no-proxy-headers", "--no-server-header"]  # fmt: skip
+            "--no-proxy-headers", "--no-server-header",
+            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS)]  # fmt: skip
 
 
 @contextmanager

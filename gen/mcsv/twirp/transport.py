@@ -26,8 +26,9 @@ from typing import Protocol
 import aiohttp
 import urllib3
 
-# Under the servers' keep-alive timeout (uvicorn: 5 s), so that the client, not the server,
-# retires an idle connection: a request is never sent on one the server is closing.
+# Well under the servers' keep-alive timeout (mcsv's: 60 s; uvicorn's default: 5 s), so that
+# the client, not the server, retires an idle connection: a request is never sent on one the
+# server is closing.
 KEEPALIVE_SECONDS = 4.0
 POOL_SIZE = 32  # connections kept per host (the sync clients are shared by threads)
 

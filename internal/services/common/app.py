@@ -112,6 +112,13 @@ class _ServiceApp(Starlette):
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
+# How long a server keeps an idle connection open: far longer than the generated clients keep
+# one for reuse (mcsv.twirp's KEEPALIVE_SECONDS, 4 s). With uvicorn's 5 s, a busy client could
+# pick a connection 3.9 s idle and send on it after the server's timer had closed it (100
+# concurrent 10 MB uploads: one in a hundred failed with a broken pipe); the margin has to
+# cover how late a loaded client or server gets round to it.
+KEEP_ALIVE_SECONDS = 60
+
 
 class _Server(uvicorn.Server):
     """uvicorn's server, stopped by SIGTERM or SIGINT through the event loop: it stops
@@ -149,5 +156,6 @@ def run(app: Starlette, host: str, port: int) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     _Server(server_config).run()
