@@ -108,6 +108,9 @@ def test_a_worker_killed_mid_job_loses_nothing(
             }
             wait_until_executing(jobs, "conversions")
             system.kill("worker-1", signal.SIGKILL)  # mid-job: no chance to finish or ack
+            # A transaction the worker had sent its COMMIT for as it died still lands, a moment
+            # later on PostgreSQL (a commit shows once its WAL is flushed): let those settle.
+            time.sleep(1)
             # The jobs the dead worker was running are still marked as executing.
             interrupted = {
                 job.id
