@@ -30,14 +30,17 @@ class WriterTurns:
 
     def __init__(self, path: str | Path | None) -> None:
         self.lock_path = None if path is None else Path(f"{path}-writers")
-        self._pid = -1
-        self._threads = threading.RLock()
-        self._depth = 0
-        self._fd = -1
+        self._forked = threading.Lock()  # taken only to set up again in a forked child
+        self._threads: threading.RLock
+        self._depth: int
+        self._fd: int
+        self._pid: int
+        self._set_up()
 
     @contextmanager
     def turn(self) -> Iterator[None]:
-        self._check_process()
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._threads:
             if self._depth == 0 and self._fd >= 0:
                 fcntl.flock(self._fd, fcntl.LOCK_EX)  # releases the GIL while it waits
@@ -57,17 +60,20 @@ class WriterTurns:
     def __del__(self) -> None:
         self.close()
 
-    def _check_process(self) -> None:
-        """Opens the lock file in this process. A forked child opens its own: an flock belongs
-        to an open file, which parent and child would otherwise share (and so never exclude
-        each other), and the parent's thread lock may be held by a thread the child has not."""
-        pid = os.getpid()
-        if pid == self._pid:
-            return
-        self._pid = pid
+    def _set_up(self) -> None:
+        """This process's thread lock and its own open lock file."""
         self._threads = threading.RLock()
         self._depth = 0
         self._fd = -1
         if self.lock_path is not None:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        """A forked child opens the lock file again: an flock belongs to an open file, which
+        parent and child would otherwise share (and so never exclude each other), and the
+        parent's thread lock may be held by a thread the child does not have."""
+        with self._forked:
+            if self._pid != os.getpid():
+                self._set_up()

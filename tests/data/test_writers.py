@@ -55,3 +55,22 @@ def test_the_turn_of_a_killed_holder_is_free_at_once(tmp_path: Path) -> None:
     started = time.monotonic()
     with WriterTurns(tmp_path / "x.db").turn():
         assert time.monotonic() - started < 5
+
+
+def test_a_forked_child_takes_turns_with_its_parent(tmp_path: Path) -> None:
+    turns = WriterTurns(tmp_path / "x.db")
+    with turns.turn():  # opened in the parent before the fork
+        pass
+    ready, go = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover  (the child's own exit status is the check)
+        with turns.turn():
+            os.write(go, b"!")
+            time.sleep(0.5)
+        os._exit(0)
+    assert os.read(ready, 1) == b"!"
+    started = time.monotonic()
+    with turns.turn():
+        waited = time.monotonic() - started
+    _, status = os.waitpid(child, 0)
+    assert status == 0 and waited > 0.3
