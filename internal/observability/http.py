@@ -48,8 +48,11 @@ def _twirp_code(status: int, body: bytes) -> str:
         return "unknown"
 
 
-class _Call:
-    """The span and measurements of one outgoing request."""
+class HttpCall:
+    """The span and measurements of one outgoing request: made with the request's headers, to
+    which it adds the trace context and request id; finish() it with the answer's status, or
+    None and the error. The transports below use it, and so does image_svc's own aiohttp
+    client for presigned storage URLs."""
 
     def __init__(self, method: str, url: str, headers: MutableMapping[str, str]) -> None:
         parts = urlsplit(url)
@@ -95,7 +98,7 @@ class TracingTransport:
         self.inner: AsyncTransport = inner or AiohttpTransport()
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
-        call = _Call("POST", request.url, request.headers)
+        call = HttpCall("POST", request.url, request.headers)
         try:
             response = await self.inner.send(request)
         except BaseException as exc:
@@ -115,7 +118,7 @@ class TracingSyncTransport:
         self.inner: SyncTransport = inner or HttpClientTransport()
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        call = _Call("POST", request.url, request.headers)
+        call = HttpCall("POST", request.url, request.headers)
         try:
             response = self.inner.send(request)
         except BaseException as exc:
@@ -135,7 +138,7 @@ class TracedHttpxTransport(httpx.AsyncBaseTransport):
         self._inner = inner or httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        call = _Call(request.method, str(request.url), request.headers)
+        call = HttpCall(request.method, str(request.url), request.headers)
         try:
             response = await self._inner.handle_async_request(request)
             if call.route:  # the body holds the Twirp code
@@ -148,10 +151,3 @@ class TracedHttpxTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-class HttpCall(_Call):
-    """The span of one plain HTTP request a service makes with its own client (image_svc's
-    requests to presigned storage URLs, over aiohttp): made with the request's headers, to
-    which it adds the trace context and request id; finish() it with the answer's status, or
-    None and the error."""
