@@ -101,9 +101,7 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
     async def jobs(request: Request) -> Mapping[str, Any]:
         query = request.query_params
         chosen = {k: query.get(k, "") for k in ("queue", "state", "actor")}
-        state = f"JOB_STATE_{chosen['state'].upper()}" if chosen["state"] else ""
-        if state and state not in JOB_STATE_VALUES:
-            raise TwirpError(ErrorCode.INVALID_ARGUMENT, f"no job state {chosen['state']!r}")
+        state = _state_filter(chosen["state"], "JOB_STATE_", JOB_STATE_VALUES, "job state")
         answer = await clients.jobs.list_jobs(
             job_pb2.ListJobsRequest(
                 queue=chosen["queue"],
@@ -145,9 +143,9 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
     async def conversions(request: Request) -> Mapping[str, Any]:
         query = request.query_params
         chosen = {k: query.get(k, "") for k in ("state", "user_id")}
-        state = f"CONVERSION_STATE_{chosen['state'].upper()}" if chosen["state"] else ""
-        if state and state not in CONVERSION_STATE_VALUES:
-            raise TwirpError(ErrorCode.INVALID_ARGUMENT, f"no state {chosen['state']!r}")
+        state = _state_filter(
+            chosen["state"], "CONVERSION_STATE_", CONVERSION_STATE_VALUES, "state"
+        )
         answer = await clients.users.list_conversions(
             user_pb2.ListConversionsRequest(
                 user_id=chosen["user_id"],
@@ -190,6 +188,17 @@ def console_routes(settings: config.Settings, clients: Clients) -> list[Route]:
         Route(f"{PREFIX}/emails", page("emails.html", emails)),
         Route(f"{PREFIX}/emails/{{id}}", page("email.html", email)),
     ]
+
+
+def _state_filter(chosen: str, prefix: str, known: Mapping[str, Any], what: str) -> str:
+    """The enum value name a state filter of the query names ("" for none); invalid_argument
+    for a state the enum does not have."""
+    if not chosen:
+        return ""
+    state = prefix + chosen.upper()
+    if state not in known:
+        raise TwirpError(ErrorCode.INVALID_ARGUMENT, f"no {what} {chosen!r}")
+    return state
 
 
 def _paged(query: Mapping[str, str], chosen: Mapping[str, str], next_page: str) -> dict[str, Any]:
