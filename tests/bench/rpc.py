@@ -36,7 +36,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mcsv.v1 import common_pb2, job_pb2
 
 from tests.bench.table import Row
-from tests.support.servers import ROOT, free_port
+from tests.support.servers import ROOT, free_port, stop_process
 
 GOAL = "P3"
 CONCURRENCY = 10
@@ -290,12 +290,7 @@ def _server(kind: str, stubs: Path) -> Iterator[str]:
         _wait_listening(port, process, errors)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], errors: Path) -> None:

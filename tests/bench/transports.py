@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.rpc import CALLER, REQUEST, SECRETS, _async_rate, _sync_rate, _wait_listening
-from tests.support.servers import ROOT, free_port
+from tests.support.servers import ROOT, free_port, stop_process
 
 SERVERS = ("hypercorn", "uvicorn", "uvicorn-uvloop", "granian")
 GET_JOB = "/twirp/mcsv.v1.JobService/GetJob"
@@ -135,8 +135,7 @@ def compare_servers(seconds: float, rounds: int) -> None:
                 print(f"{kind:15s} {rate:7.0f} req/s   server CPU {cpu_ms:.3f} ms/req "
                       f"= {1000 / cpu_ms:6.0f} req/s per core", flush=True)  # fmt: skip
             finally:
-                process.terminate()
-                process.wait(timeout=15)
+                stop_process(process, timeout=15)
 
 
 def compare_clients(seconds: float, rounds: int) -> None:
@@ -213,8 +212,7 @@ def compare_clients(seconds: float, rounds: int) -> None:
 
                 print(f"async {name:8s} {asyncio.run(measure()):7.0f} calls/s (c=10)", flush=True)
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        stop_process(process, timeout=15)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from mcsv.v1.client_twirp import ClientServiceClient
 
 from tests.codegen.helpers import ROOT
 from tests.contracts.test_client_package import clean_env, normalized
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -115,12 +115,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         _wait_until_answering(url, server, base / "server.log")
         yield Served(url, venv, packages)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
         log.close()
 
 
