@@ -584,7 +584,7 @@ class _SQLiteConsumer(Consumer):
         self, broker: SQLiteBroker, queue_name: str, prefetch: int, doorbell: Doorbell
     ) -> None:
         self.broker = broker
-        self.doorbell = doorbell
+        self.bell = doorbell.bell(queue_name)
         self.queue_name = queue_name
         self.prefetch = max(1, prefetch)
         self.claimed: deque[SQLiteMessage] = deque()
@@ -599,10 +599,10 @@ class _SQLiteConsumer(Consumer):
                 if room <= 0:
                     self.room.wait(self.broker.poll_interval)
                     return None
-            generation = self.doorbell.generation(self.queue_name)
+            generation = self.bell.generation()
             self._claim(room)
             if not self.claimed:
-                self.doorbell.wait(self.queue_name, generation, self.broker.poll_interval)
+                self.bell.wait(generation, self.broker.poll_interval)
                 return None
         return self.claimed.popleft()
 

@@ -34,20 +34,27 @@ def doorbell_directory(database: Path) -> Path:
 
 
 class Doorbell:
-    """This process's socket; `wait` returns when any process rings for the queue, or after
-    the timeout."""
+    """This process's socket, and a `Bell` per queue its consumers wait on."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.bind(str(self.path))
-        self._queues: dict[str, _Bell] = {}
-        self._queues_lock = threading.Lock()
+        self._bells: dict[str, Bell] = {}
+        self._bells_lock = threading.Lock()
         self._closed = False
         self._listener = threading.Thread(target=self._listen, name="sqlite-broker-doorbell",
                                           daemon=True)  # fmt: skip
         self._listener.start()
+
+    def bell(self, queue: str) -> Bell:
+        """The bell this process's consumers of `queue` wait on."""
+        with self._bells_lock:
+            bell = self._bells.get(queue)
+            if bell is None:
+                bell = self._bells[queue] = Bell()
+            return bell
 
     def _listen(self) -> None:
         while not self._closed:
@@ -55,35 +62,7 @@ class Doorbell:
                 rung = self._socket.recv(256)
             except OSError:
                 return  # closed
-            self.wake_here(rung.decode(errors="replace") or None)
-
-    def wake_here(self, queue: str | None = None) -> None:
-        """Wakes this process's consumers of `queue` waiting (None: of every queue)."""
-        with self._queues_lock:
-            bells = list(self._queues.values()) if queue is None else [self._bell(queue)]
-        for bell in bells:
-            bell.wake()
-
-    def generation(self, queue: str) -> int:
-        """Take this before looking for messages, and pass it to `wait`: a ring that comes in
-        between is not missed."""
-        with self._queues_lock:
-            bell = self._bell(queue)
-        with bell.rung:
-            return bell.generation
-
-    def wait(self, queue: str, generation: int, timeout: float) -> None:
-        with self._queues_lock:
-            bell = self._bell(queue)
-        with bell.rung:
-            if bell.generation == generation:
-                bell.rung.wait(timeout)
-
-    def _bell(self, queue: str) -> _Bell:
-        bell = self._queues.get(queue)
-        if bell is None:
-            bell = self._queues[queue] = _Bell()
-        return bell
+            self.bell(rung.decode(errors="replace")).wake()
 
     def close(self) -> None:
         self._closed = True
@@ -91,20 +70,35 @@ class Doorbell:
             self._socket.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
-        self.wake_here()
+        with self._bells_lock:
+            bells = list(self._bells.values())
+        for bell in bells:
+            bell.wake()
 
 
-class _Bell:
-    """One queue's waiting consumers in a process, and how many rings they have had."""
+class Bell:
+    """One queue's waiting consumers in a process; `wait` returns when a process rings for
+    the queue, or after the timeout."""
 
     def __init__(self) -> None:
-        self.rung = threading.Condition()
-        self.generation = 0
+        self._rung = threading.Condition()
+        self._generation = 0
+
+    def generation(self) -> int:
+        """Take this before looking for messages, and pass it to `wait`: a ring that comes in
+        between is not missed."""
+        with self._rung:
+            return self._generation
+
+    def wait(self, generation: int, timeout: float) -> None:
+        with self._rung:
+            if self._generation == generation:
+                self._rung.wait(timeout)
 
     def wake(self) -> None:
-        with self.rung:
-            self.generation += 1
-            self.rung.notify_all()
+        with self._rung:
+            self._generation += 1
+            self._rung.notify_all()
 
 
 def ring(directory: Path, sender: socket.socket, queue: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from internal.queue import QueueCounts, SQLiteBroker
-from internal.queue.wakeup import Doorbell, doorbell_directory, ring, sender_socket
+from internal.queue.wakeup import Bell, Doorbell, doorbell_directory, ring, sender_socket
 from tests.queue.harness import (
     MAX_RETRIES,
     MIN_BACKOFF_MS,
@@ -224,16 +224,16 @@ def test_a_dead_processs_doorbell_is_removed_by_the_next_enqueue(setup: Setup) -
 def test_a_ring_wakes_the_consumers_of_its_queue_and_no_other(tmp_path: Path) -> None:
     doorbell = Doorbell(tmp_path / "bells")
     try:
-        emails, reports = doorbell.generation("emails"), doorbell.generation("reports")
+        emails, reports = doorbell.bell("emails"), doorbell.bell("reports")
         woken: list[str] = []
 
-        def wait_on(queue: str, generation: int) -> None:
-            doorbell.wait(queue, generation, timeout=5)
+        def wait_on(queue: str, bell: Bell, generation: int) -> None:
+            bell.wait(generation, timeout=5)
             woken.append(queue)
 
         waiters = [
-            threading.Thread(target=wait_on, args=("emails", emails)),
-            threading.Thread(target=wait_on, args=("reports", reports)),
+            threading.Thread(target=wait_on, args=("emails", emails, emails.generation())),
+            threading.Thread(target=wait_on, args=("reports", reports, reports.generation())),
         ]
         for waiter in waiters:
             waiter.start()
