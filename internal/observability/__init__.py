@@ -10,7 +10,7 @@ builds no clients."""
 from __future__ import annotations
 
 from internal.observability.asgi import ObservedTwirp, TwirpObserver
-from internal.observability.context import tag
+from internal.observability.context import scoped, tag
 from internal.observability.http import (
     HttpCall,
     TracedHttpxTransport,
@@ -39,6 +39,7 @@ __all__ = [
     "configure",
     "configure_tracing",
     "inject_into",
+    "scoped",
     "tag",
     "tracer",
 ]

@@ -254,6 +254,18 @@ def test_a_report_being_retried_holds_up_no_other_work(tmp_path: Path) -> None:
         assert welcome.job.state == job_pb2.JOB_STATE_COMPLETED
         still = jobs.get_job(job_pb2.GetJobRequest(id=report_job.id)).job
         assert still.state == job_pb2.JOB_STATE_RETRYABLE and still.attempt == 1
+        # The welcome's own report, made before its success was recorded, failed the same
+        # way and waits for its next attempt.
+        (welcome_report,) = [
+            job
+            for job in jobs.list_jobs(job_pb2.ListJobsRequest(queue="reports")).jobs
+            if job.report.email_delivered.job_id == created.job_id
+        ]
+        assert welcome_report.state == job_pb2.JOB_STATE_RETRYABLE
+        assert "unavailable" in welcome_report.errors[0].message
+        assert history(jobs.get_job(job_pb2.GetJobRequest(id=welcome_report.id))) == [
+            "ENQUEUED", "STARTED", "FAILED", "RETRY_SCHEDULED",
+        ]  # fmt: skip
 
         bring_back(system, "client_svc")
         assert outcome(latest(system, CONVERSION, {broken.id}, lambda n: True)[broken.id]) == FAILED

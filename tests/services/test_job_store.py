@@ -17,7 +17,7 @@ from internal.services.common import paging
 from internal.services.job_svc import outcomes
 from internal.services.job_svc.models import CONVERSION, EMAIL, REPORT, JobRow, job_message
 from internal.services.job_svc.policy import Decision
-from internal.services.job_svc.store import JobStore, open_jobs
+from internal.services.job_svc.store import EarlyReport, JobStore, open_jobs
 
 RETRY = Decision(0.5, "a transient error")
 DISCARD = Decision(None, "a permanent error")
@@ -121,6 +121,62 @@ def test_a_completed_job_reports_its_success_once_and_is_not_run_again(store: Jo
         common_pb2.OUTCOME_SUCCEEDED, "email-1", 3,
     )  # fmt: skip
     assert delivery.finished_at.seconds > 0
+
+
+def early(running: JobRow, error: BaseException | None = None) -> EarlyReport:
+    """The report of `running`'s success as a worker makes it before recording the success:
+    stamped with the version the completion is expected to get."""
+    version, at = running.version + 1, time.time()
+    success = outcomes.stamped(outcomes.email_succeeded(running, email_args(), "email-1"),
+                               version, at)  # fmt: skip
+    return EarlyReport(f"report-of-{running.id}", success, version, at, at + 0.01, error)
+
+
+def test_a_report_made_before_its_success_is_recorded_with_it(store: JobStore) -> None:
+    job, _ = store.enqueue(EMAIL, email_args(), "k")
+    running = started(store, job)
+    made = early(running)
+    (report_job,) = store.complete(running, made.args, made)
+    assert report_job.id == made.id and report_job.state == job_pb2.JOB_STATE_COMPLETED
+    assert history(store, job.id) == ["ENQUEUED", "STARTED", "COMPLETED"]
+    assert history(store, report_job.id) == ["ENQUEUED", "STARTED", "COMPLETED"]
+    stored, events = store.get(report_job.id)
+    assert (stored.attempt, stored.sent, stored.worker) == (1, True, "w:1")
+    assert [e.occurred_at for e in events] == [made.started_at, made.started_at, made.finished_at]
+    assert reported(stored).version == 3 == store.get(job.id)[1][-1].sequence
+    assert store.complete(running, made.args, made) == []  # a second run finishing later
+    past = time.time() - 60
+    assert store.claim_unsent(before=time.time() + 1, stuck_before=time.time() + 1) == []
+    assert store.claim_unsent(before=past, stuck_before=past) == []
+
+
+def test_a_report_made_before_its_success_that_failed_is_recorded_executing(
+    store: JobStore,
+) -> None:
+    job, _ = store.enqueue(EMAIL, email_args(), "k")
+    running = started(store, job)
+    made = early(running, TwirpError(ErrorCode.UNAVAILABLE, "user_svc is down"))
+    (report_job,) = store.complete(running, made.args, made)
+    assert report_job.id == made.id and report_job.state == job_pb2.JOB_STATE_EXECUTING
+    (retryable,) = store.fail(report_job, "user_svc is down", RETRY)  # as the worker does
+    assert retryable.state == job_pb2.JOB_STATE_RETRYABLE
+    assert history(store, report_job.id) == ["ENQUEUED", "STARTED", "FAILED", "RETRY_SCHEDULED"]
+    assert reported(retryable).version == 3
+
+
+def test_a_report_made_before_a_cancel_was_recorded_is_enqueued_again_with_its_version(
+    store: JobStore,
+) -> None:
+    job, _ = store.enqueue(EMAIL, email_args(), "k")
+    running = started(store, job)
+    made = early(running)  # stamped 3, which the cancellation takes
+    _, (cancel_report,) = store.cancel(job.id, "too late")
+    (report_job,) = store.complete(running, made.args, made)
+    assert report_job.id != made.id and report_job.state == job_pb2.JOB_STATE_EXECUTING
+    assert history(store, report_job.id) == ["ENQUEUED", "STARTED"]  # to be made again
+    assert reported(cancel_report).version == 3
+    assert reported(report_job).version == 4 == store.get(job.id)[1][-1].sequence
+    assert store.get(job.id)[0].state == job_pb2.JOB_STATE_COMPLETED
 
 
 def test_a_message_the_queue_gave_up_discards_its_job_unless_stale_or_finished(

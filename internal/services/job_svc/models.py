@@ -79,6 +79,9 @@ class JobRow(peewee.Model):
     # a job owed one that is not known to be sent, dispatch.resend_unsent sends.
     sent = peewee.BooleanField(default=True)
     dispatched_at = peewee.DoubleField(null=True)
+    # Not a column: the sequence of the event the transition that returned the row recorded
+    # (JobStore.start's STARTED), 0 when unknown.
+    version: int = 0
 
     class Meta:
         table_name = "jobs"

@@ -3,9 +3,11 @@ idempotency key; start an attempt; complete, fail (retry later or discard) or be
 the queue; cancel and retry by hand. A job that ends (completed, discarded, cancelled)
 enqueues the report of its outcome, stamped with that event's sequence, in the same
 transaction; a worker's transitions start that report's first attempt at once, for the
-worker to make in the same thread. Transitions return the jobs that need a message sent
-(dispatch.py sends them once the transaction has committed) or, already executing, the
-reports to run. job_svc's RPCs and its workers both use it."""
+worker to make in the same thread. A success whose report the worker made before recording
+it (an EarlyReport, stamped with the sequence the completion was expected to get) records
+that report's job as made, in the completion's transaction. Transitions return the jobs that
+need a message sent (dispatch.py sends them once the transaction has committed) or, already
+executing, the reports to run. job_svc's RPCs and its workers both use it."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import peewee
 from mcsv.twirp import ErrorCode, TwirpError
@@ -44,6 +47,20 @@ from internal.services.job_svc.models import (
 from internal.services.job_svc.policy import Decision, RetryPolicy
 
 WAITING = (job_pb2.JOB_STATE_AVAILABLE, job_pb2.JOB_STATE_RETRYABLE)
+
+
+@dataclass(frozen=True)
+class EarlyReport:
+    """A success's report, made by the worker before the success is recorded: its job's id
+    to be, the version it was stamped with (the completion's expected event sequence), when
+    the attempt started and ended, and its error (None: user_svc acknowledged it)."""
+
+    id: str
+    args: job_pb2.ReportJobArgs
+    version: int
+    started_at: float
+    finished_at: float
+    error: BaseException | None
 
 
 class JobStore:
@@ -121,14 +138,25 @@ class JobStore:
                 job_pb2.JOB_STATE_EXECUTING, job.attempt + 1, now, worker
             )  # fmt: skip
             save_row(job)
-            self._event(job, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=worker)
+            job.version = self._event(job, job_pb2.JOB_EVENT_TYPE_STARTED, now, worker=worker)
         return job
 
-    def complete(self, job: JobRow, report: job_pb2.ReportJobArgs | None) -> list[JobRow]:
+    def complete(
+        self,
+        job: JobRow,
+        report: job_pb2.ReportJobArgs | None,
+        early: EarlyReport | None = None,
+    ) -> list[JobRow]:
         """The attempt succeeded: the job is completed (even if it was cancelled while the
         attempt ran: the work is done) and `report` enqueued, its first attempt started by
-        the job's worker. Returns that report, to run."""
-        now = time.time()
+        the job's worker. Returns that report, to run.
+
+        With `early`, the worker made that attempt already, before this: if its version is
+        the completion's, the report job is recorded with it, completed (returned, not to
+        run) or, when it failed, executing (returned, for the worker to record the failure).
+        Otherwise (the job's history moved meanwhile, a cancellation say) the report is
+        enqueued with the right version as without `early`, to be made again."""
+        now = time.time() if early is None else early.started_at
         with self.database.connection_context(), write_transaction(self.database):
             fresh = found(self._locked(job.id), "job", job.id)
             if fresh.state == job_pb2.JOB_STATE_COMPLETED:
@@ -136,6 +164,10 @@ class JobStore:
             self._end(fresh, job_pb2.JOB_STATE_COMPLETED, now)
             save_row(fresh)
             version = self._event(fresh, job_pb2.JOB_EVENT_TYPE_COMPLETED, now, worker=job.worker)
+            if early is not None and early.version == version:
+                return self._early_report(fresh, early, job.worker)
+            if early is not None:
+                now = time.time()
             return self._report(fresh, report, version, now, run_by=job.worker)
 
     def fail(self, job: JobRow, error: str, decision: Decision) -> list[JobRow]:
@@ -279,9 +311,11 @@ class JobStore:
         idempotency_key: str,
         now: float,
         started_by: str = "",
+        job_id: str = "",
     ) -> tuple[JobRow, bool]:
-        """The job for this key, created (True) if new: waiting for its message or, with
-        `started_by`, in its first attempt by that worker (events enqueued, then started)."""
+        """The job for this key, created (True) if new (with `job_id`, or a new one): waiting
+        for its message or, with `started_by`, in its first attempt by that worker (events
+        enqueued, then started)."""
         started = (
             {"state": job_pb2.JOB_STATE_EXECUTING, "attempt": 1, "attempted_at": now,
              "worker": started_by}
@@ -291,7 +325,7 @@ class JobStore:
         job, created = insert_once(
             JobRow,
             JobRow.idempotency_key,
-            id=uuid.uuid4().hex,
+            id=job_id or uuid.uuid4().hex,
             idempotency_key=idempotency_key,
             queue=kind.queue,
             actor=kind.actor,
@@ -327,6 +361,22 @@ class JobStore:
         key = outcomes.report_key(job, version)
         reporter, created = self._insert(REPORT, stamped, key, now, started_by=run_by)
         return [reporter] if created else []
+
+    def _early_report(self, job: JobRow, early: EarlyReport, worker: str) -> list[JobRow]:
+        """Records the report the worker made before `job`'s completion (see complete)."""
+        key = outcomes.report_key(job, early.version)
+        args = early.args.SerializeToString()
+        reporter, created = self._insert(
+            REPORT, args, key, early.started_at, started_by=worker, job_id=early.id
+        )
+        if not created:
+            return []
+        if early.error is None:
+            self._end(reporter, job_pb2.JOB_STATE_COMPLETED, early.finished_at)
+            save_row(reporter)
+            self._event(reporter, job_pb2.JOB_EVENT_TYPE_COMPLETED, early.finished_at,
+                        worker=worker, sequence=3)  # fmt: skip
+        return [reporter]
 
     def _end(self, job: JobRow, state: int, now: float) -> None:
         """A final state: the job owes no message any more (nor does resend_unsent look)."""

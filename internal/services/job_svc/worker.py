@@ -7,7 +7,10 @@ attempt fails the retry policy (policy.py) decides: the store records the decisi
 worker sends the job's next message itself, delayed by the backoff, or discards the job; a
 job that ends (completed, discarded) enqueues the report of its outcome as a job of its own,
 whose first attempt the worker makes right away, in the same thread (one RPC, no message);
-should it fail, the report is retried like any job. So nothing waits inside a worker thread,
+should it fail, the report is retried like any job. A success's report is made before the
+success is recorded, so that one transaction records both (a worker that dies in between
+leaves the job executing: its message comes back and the idempotent work and report are
+done again). So nothing waits inside a worker thread,
 and the queue keeps no retry state: the broker has no Retries middleware. When the queue
 itself gives a message up (the SQLite broker's delivery cap, an age limit), DiscardHook tells
 Jobs.given_up, which discards the job and reports it. Every side effect is idempotent, so a
@@ -22,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,11 +39,12 @@ from internal.observability import metrics
 from internal.peers import SyncPeers
 from internal.queue import Discarded, DiscardHook, default_middleware, open_broker
 from internal.services.common.memory import collect_less_often
+from internal.services.job_svc import outcomes
 from internal.services.job_svc.dispatch import Dispatcher
 from internal.services.job_svc.handlers import JobHandler, Peers, job_handlers
-from internal.services.job_svc.models import JobRow
+from internal.services.job_svc.models import REPORT, JobRow
 from internal.services.job_svc.policy import RetryPolicy, attempt_time_limit, describe
-from internal.services.job_svc.store import JobStore, open_jobs
+from internal.services.job_svc.store import EarlyReport, JobStore, open_jobs
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +98,27 @@ class Jobs:
             metrics.JOB_DURATION.labels(*labels, "failed").observe(time.perf_counter() - started)
             self._failed(job, exc)
             return
-        to_send = self.store.complete(job, report)
+        duration = time.perf_counter() - started
+        early = self._report_early(job, report) if report is not None and job.version else None
+        to_send = self.store.complete(job, report, early)
         metrics.JOBS_SUCCEEDED.labels(*labels).inc()
-        metrics.JOB_DURATION.labels(*labels, "succeeded").observe(time.perf_counter() - started)
+        metrics.JOB_DURATION.labels(*labels, "succeeded").observe(duration)
         log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
-        self._follow_up(to_send)
+        self._follow_up(to_send, early)
+
+    def _report_early(self, job: JobRow, report: job_pb2.ReportJobArgs) -> EarlyReport:
+        """Makes the first attempt of a success's report before the success is recorded,
+        stamped with the version its completion will have unless the job's history moves
+        meanwhile (then the store enqueues it again, with the right one)."""
+        report_id, version, at = uuid.uuid4().hex, job.version + 1, time.time()
+        stamped = outcomes.stamped(report, version, at)
+        error: BaseException | None = None
+        with observability.scoped(job_id=report_id):
+            try:
+                self.handlers[REPORT.actor].work(job, stamped)
+            except (Exception, TimeLimitExceeded) as exc:
+                error = exc
+        return EarlyReport(report_id, stamped, version, at, time.time(), error)
 
     def _failed(self, job: JobRow, exc: BaseException) -> None:
         error = describe(exc)
@@ -131,16 +152,36 @@ class Jobs:
         log.error("job %s given up by the job queue: %s", job.id, message.reason)
         self._follow_up(to_send)
 
-    def _follow_up(self, jobs: list[JobRow]) -> None:
+    def _follow_up(self, jobs: list[JobRow], early: EarlyReport | None = None) -> None:
         """Sends the messages of the jobs a transition made due, and makes the attempts it
-        started here (a report, right after the job it reports on)."""
+        started here (a report, right after the job it reports on), or records how the one
+        made already (`early`) went."""
         for job in jobs:
-            if job.state == job_pb2.JOB_STATE_EXECUTING:
+            if early is not None and job.id == early.id:
+                self._reported_early(job, early)
+            elif job.state == job_pb2.JOB_STATE_EXECUTING:
                 observability.tag(job_id=job.id)
                 metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
                 self._run_started(job, self.handlers[job.actor])
             else:
                 self._dispatcher().send_all([job])
+
+    def _reported_early(self, job: JobRow, early: EarlyReport) -> None:
+        """The metrics and log of a report made before its job was recorded, or its failure,
+        as any attempt's."""
+        observability.tag(job_id=job.id)
+        labels = (job.queue, job.actor)
+        metrics.JOBS_ENQUEUED.labels(*labels).inc()
+        metrics.JOBS_STARTED.labels(*labels).inc()
+        duration = early.finished_at - early.started_at
+        if early.error is not None:
+            metrics.JOBS_FAILED.labels(*labels).inc()
+            metrics.JOB_DURATION.labels(*labels, "failed").observe(duration)
+            self._failed(job, early.error)
+            return
+        metrics.JOBS_SUCCEEDED.labels(*labels).inc()
+        metrics.JOB_DURATION.labels(*labels, "succeeded").observe(duration)
+        log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
 
     def _dispatcher(self) -> Dispatcher:
         if self.dispatcher is None:
