@@ -257,6 +257,30 @@ def test_unsent_messages_are_claimed_once_with_a_new_number(store: JobStore) -> 
     assert store.claim_unsent(before=time.time() + 1, stuck_before=past) == []
 
 
+def sent(store: JobStore, job_id: str) -> bool:
+    return bool(store.get(job_id)[0].sent)
+
+
+def test_deferred_marks_ride_with_the_next_enqueue_or_are_recorded_together(
+    store: JobStore,
+) -> None:
+    store.defer_marks = True  # as job_svc's app sets it
+    first, _ = store.enqueue(EMAIL, email_args("u1"), "k1")
+    store.mark_sent(first.id, first.dispatch)
+    assert not sent(store, first.id)  # not yet written
+    second, _ = store.enqueue(EMAIL, email_args("u2"), "k2")
+    assert sent(store, first.id) and not sent(store, second.id)  # in the enqueue's transaction
+    store.mark_sent(second.id, second.dispatch)
+    with pytest.raises(AttributeError):
+        store.enqueue(EMAIL, None, "k3")  # type: ignore[misc]  # a transaction that fails
+    assert not sent(store, second.id)  # rolled back with it, and kept for the next one
+    store.record_marks()
+    assert sent(store, second.id)
+    store.record_marks()  # nothing left: nothing written
+    past = time.time() - 60
+    assert store.claim_unsent(before=time.time() + 1, stuck_before=past) == []
+
+
 def test_a_report_whose_worker_died_before_its_first_attempt_ended_is_sent(
     store: JobStore,
 ) -> None:

@@ -1,6 +1,7 @@
 """job_svc's app: the JobService RPCs on the jobs table, enqueuing on the broker of
-BROKER_URL, and every few seconds sending the messages of jobs that were not known to be
-sent; each /metrics scrape refreshes the jobs-per-queue-and-state gauge."""
+BROKER_URL (recording each message sent a moment later, with others), and every few seconds
+sending the messages of jobs that were not known to be sent; each /metrics scrape refreshes
+the jobs-per-queue-and-state gauge."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from internal.services.common.readiness import database_probe
 from internal.services.job_svc.dispatch import UNSENT_GRACE_SECONDS, Dispatcher
 from internal.services.job_svc.models import NAME, JobRow
 from internal.services.job_svc.service import JobService
-from internal.services.job_svc.store import open_jobs
+from internal.services.job_svc.store import JobStore, open_jobs
+
+# How often the marks of the messages sent are recorded when no enqueue takes them along.
+MARKS_INTERVAL_SECONDS = 0.1
 
 
 def create_app(settings: config.Settings) -> Starlette:
@@ -34,17 +38,31 @@ def create_app(settings: config.Settings) -> Starlette:
 
     dispatcher = Dispatcher(store, broker, settings.rpc_timeout_seconds)
     resender = Periodic("resend-unsent-jobs", UNSENT_GRACE_SECONDS / 2, dispatcher.resend_unsent)
+    # An enqueue's message is recorded sent by a later transaction, with others (see
+    # JobStore.mark_sent), not by one of its own before the call answers.
+    store.defer_marks = True
+    marker = Periodic("record-sent-marks", MARKS_INTERVAL_SECONDS, store.record_marks)
     service = JobService(store, dispatcher)
     app = service_app(
         NAME,
         settings,
         [JobServiceServer(service=service)],
         ready_checks={"database": database_probe(store.database, JobRow)},
-        on_shutdown=[resender.closer(), _closer(broker)],
+        on_shutdown=[resender.closer(), marker.closer(), _recorder(store), _closer(broker)],
         before_metrics=count_queues,
     )
     resender.start()
+    marker.start()
     return app
+
+
+def _recorder(store: JobStore) -> Callable[[], Awaitable[None]]:
+    """Records the last marks before the process ends."""
+
+    async def record() -> None:
+        store.record_marks()
+
+    return record
 
 
 def _closer(broker: dramatiq.Broker) -> Callable[[], Awaitable[None]]:

@@ -12,6 +12,7 @@ executing, the reports to run. job_svc's RPCs and its workers both use it."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -70,6 +71,11 @@ class JobStore:
         self.database = database
         self.policy = policy
         self.sql = HotStatements(database)
+        # With defer_marks, mark_sent leaves its marks here for the next enqueue's
+        # transaction, or record_marks, to write.
+        self.defer_marks = False
+        self._unrecorded: list[tuple[str, int]] = []
+        self._unrecorded_lock = threading.Lock()
 
     # -- enqueueing ---------------------------------------------------------------------
 
@@ -78,12 +84,52 @@ class JobStore:
     ) -> tuple[JobRow, bool]:
         """The job for this key: created (True; send it) or the one enqueued before (False:
         whatever its state, it is not sent again)."""
-        with self.database.connection_context(), write_transaction(self.database):
-            return self._insert(kind, args.SerializeToString(), idempotency_key, time.time())
+        marks = self._take_marks()
+        try:
+            with self.database.connection_context(), write_transaction(self.database):
+                self._write_marks(marks)
+                return self._insert(kind, args.SerializeToString(), idempotency_key, time.time())
+        except BaseException:
+            self._keep_marks(marks)
+            raise
 
     def mark_sent(self, job_id: str, dispatch: int) -> None:
-        """The message numbered `dispatch` is on the queue (unless a newer one replaced it)."""
+        """The message numbered `dispatch` is on the queue (unless a newer one replaced it).
+        With defer_marks (job_svc's RPCs) it is recorded a moment later, with others: by the
+        next enqueue's transaction, or by record_marks, which the service runs a few times a
+        second. A mark lost with its process only makes resend_unsent send the job again,
+        with a new number (the message sent first then runs nothing)."""
+        if self.defer_marks:
+            with self._unrecorded_lock:
+                self._unrecorded.append((job_id, dispatch))
+            return
         with self.database.connection_context(), write_transaction(self.database):
+            self._write_marks([(job_id, dispatch)])
+
+    def record_marks(self) -> None:
+        """Writes the marks mark_sent left (see defer_marks) in one transaction."""
+        marks = self._take_marks()
+        if not marks:
+            return
+        try:
+            with self.database.connection_context(), write_transaction(self.database):
+                self._write_marks(marks)
+        except BaseException:
+            self._keep_marks(marks)
+            raise
+
+    def _take_marks(self) -> list[tuple[str, int]]:
+        with self._unrecorded_lock:
+            marks, self._unrecorded = self._unrecorded, []
+        return marks
+
+    def _keep_marks(self, marks: list[tuple[str, int]]) -> None:
+        """Marks whose transaction failed, for the next one."""
+        with self._unrecorded_lock:
+            self._unrecorded[:0] = marks
+
+    def _write_marks(self, marks: list[tuple[str, int]]) -> None:
+        for job_id, dispatch in marks:
             self.database.execute_sql(  # type: ignore[no-untyped-call]
                 self.sql.mark_sent, (True, job_id, dispatch)
             )
