@@ -9,12 +9,11 @@ job that ends (completed, discarded) enqueues the report of its outcome as a job
 whose first attempt the worker makes right away, in the same thread (one RPC, no message);
 should it fail, the report is retried like any job. A success's report is made before the
 success is recorded, so that one transaction records both (a worker that dies in between
-leaves the job executing: its message comes back and the idempotent work and report are
-done again). So nothing waits inside a worker thread,
-and the queue keeps no retry state: the broker has no Retries middleware. When the queue
-itself gives a message up (the SQLite broker's delivery cap, an age limit), DiscardHook tells
-Jobs.given_up, which discards the job and reports it. Every side effect is idempotent, so a
-message delivered twice does no harm.
+leaves the job executing: its message comes back, and the idempotent work and report are
+done again). So nothing waits inside a worker thread, and the queue keeps no retry state:
+the broker has no Retries middleware. When the queue itself gives a message up (the SQLite
+broker's delivery cap, an age limit), DiscardHook tells Jobs.given_up, which discards the job
+and reports it. Every side effect is idempotent, so a message delivered twice does no harm.
 """
 
 from __future__ import annotations
