@@ -213,13 +213,28 @@ def _converters(
     return tuple((by_column[c].name, by_column[c].python_value) for c in columns)
 
 
+def find_row(model: type[M], field: peewee.Field, value: Any) -> M | None:
+    """The row whose `field` (a primary or unique key) is `value`, or None: what peewee's
+    get_or_none(field == value) answers, by a statement built once per table and field."""
+    database = model._meta.database
+    sql = _select_statement(model, field.name, database.param)
+    rows = fetch_rows(model, sql, (field.db_value(value),))  # type: ignore[no-untyped-call]
+    return rows[0] if rows else None
+
+
 def create_row(model: type[M], **values: Any) -> M:
     """Inserts a new row (the model's defaults for the columns not given) and returns it, as
     peewee's Model.create does for a table whose primary key is given, by a statement built
     once per table and column set."""
     row = model(**values)
-    _write_row(row, _insert_statement)
+    insert_row(row)
     return row
+
+
+def insert_row(row: peewee.Model) -> None:
+    """Inserts a row made in memory (what peewee's save(force_insert=True) does), by a
+    statement built once per table and column set."""
+    _write_row(row, _insert_statement)
 
 
 def save_row(row: peewee.Model) -> None:
@@ -266,6 +281,15 @@ def _insert_once_statement(
         f"RETURNING {returning}"
     )
     return _Statement(sql, fields)
+
+
+@functools.cache
+def _select_statement(model: type[peewee.Model], name: str, param: str) -> str:
+    """SELECT every column ... WHERE the field named is the parameter."""
+    meta = model._meta
+    columns = ", ".join(_quoted(f.column_name) for f in meta.sorted_fields)
+    where = _quoted(meta.fields[name].column_name)
+    return f"SELECT {columns} FROM {_quoted(meta.table_name)} WHERE {where} = {param}"
 
 
 @functools.cache

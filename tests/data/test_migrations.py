@@ -94,3 +94,38 @@ def test_insert_once_leaves_one_row_when_writers_race(database_url: str) -> None
     assert len({writer for writer, _ in results}) == 1  # everyone sees the winner's row
     with database.connection_context():
         assert Keyed.select().count() == 1
+
+
+class Stamped(peewee.Model):
+    id = peewee.TextField(primary_key=True)
+    name = peewee.TextField()
+    size = peewee.IntegerField(default=7)
+    kept_until = peewee.DoubleField(null=True)
+    payload = peewee.BlobField(null=True)
+
+
+def test_rows_written_and_found_by_the_built_once_statements_are_peewees(
+    database_url: str,
+) -> None:
+    from internal.data import create_row, find_row, insert_row, save_row, write_transaction
+
+    database = open_database(database_url)
+    create_tables(database, [Stamped])
+    with database.connection_context(), write_transaction(database):
+        create_row(Stamped, id="a", name="first", payload=b"\x00\x01")
+        insert_row(Stamped(id="b", name="second", kept_until=1.5))
+        with pytest.raises(peewee.IntegrityError), database.atomic():
+            insert_row(Stamped(id="a", name="again"))  # the key is taken
+    with database.connection_context():
+        first = find_row(Stamped, Stamped.id, "a")
+        assert first is not None and first == Stamped.get_by_id("a")
+        assert (first.name, first.size, first.kept_until) == ("first", 7, None)
+        assert first.payload is not None and bytes(first.payload) == b"\x00\x01"
+        second = find_row(Stamped, Stamped.name, "second")
+        assert second is not None and (second.id, second.kept_until) == ("b", 1.5)
+        assert find_row(Stamped, Stamped.id, "missing") is None
+    second.size, second.kept_until = 9, None
+    with database.connection_context(), write_transaction(database):
+        save_row(second)
+    with database.connection_context():
+        assert Stamped.get_by_id("b").size == 9 and Stamped.get_by_id("b").kept_until is None

@@ -17,7 +17,7 @@ from mcsv.v1 import client_pb2
 from playhouse.migrate import SchemaMigrator
 
 from internal import config
-from internal.data import create_tables, open_database, write_transaction
+from internal.data import create_tables, fetch_rows, open_database, write_transaction
 from internal.services.common.errors import (
     invalid_argument,
     optional_url,
@@ -152,13 +152,16 @@ class ClientService:
     ) -> client_pb2.ListNotificationsResponse:
         size = page_size(request.page_size)
         after = max(request.since_sequence, page_position(request.page_token))
-        query = Notification.select().where(Notification.sequence > after)
-        if request.kind:
-            query = query.where(Notification.kind == KIND_NAMES[request.kind])
+        sql = _statements(self.database)
         with self.database.connection_context():
-            rows = list(query.order_by(Notification.sequence).limit(size + 1))
+            if request.kind:
+                params: tuple[object, ...] = (after, KIND_NAMES[request.kind], size + 1)
+                rows = fetch_rows(Notification, sql.page_of_kind, params)
+            else:
+                rows = fetch_rows(Notification, sql.page, (after, size + 1))
             # After the page: at least as new as anything on it.
-            latest = Notification.select(peewee.fn.MAX(Notification.sequence)).scalar() or 0
+            (latest,) = self.database.execute_sql(sql.last).fetchone()  # type: ignore[no-untyped-call]
+        latest = latest or 0
         more = len(rows) > size
         rows = rows[:size]
         return client_pb2.ListNotificationsResponse(
@@ -213,16 +216,22 @@ class _Statements:
     version: str  # the stored version of a notification id
     last: str  # the highest sequence
     insert: str  # a new notification, INSERTED's columns
+    page: str  # the notifications after a sequence, in order, up to a limit
+    page_of_kind: str  # the same, of one kind
 
 
 @functools.cache
 def _statements(database: peewee.Database) -> _Statements:
     table, param = Notification._meta.table_name, database.param
     columns = ", ".join(f'"{column}"' for column in INSERTED)
+    after = f'SELECT {columns} FROM "{table}" WHERE "sequence" > {param}'
+    in_order = f'ORDER BY "sequence" LIMIT {param}'
     return _Statements(
         version=f'SELECT "version" FROM "{table}" WHERE "notification_id" = {param}',
         last=f'SELECT MAX("sequence") FROM "{table}"',
         insert=f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join(param for _ in INSERTED)})',
+        page=f"{after} {in_order}",
+        page_of_kind=f'{after} AND "kind" = {param} {in_order}',
     )
 
 

@@ -10,6 +10,7 @@ job_svc is back."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import mimetypes
 import re
@@ -25,7 +26,7 @@ from mcsv.v1.job_twirp import AsyncJobServiceClient
 
 from internal import auth, config, observability, storage
 from internal.auth import tokens
-from internal.data import insert_once, save_row, write_transaction
+from internal.data import find_row, insert_once, insert_row, save_row, write_transaction
 from internal.services.common.errors import (
     found,
     invalid_argument,
@@ -143,7 +144,7 @@ class UserService:
 
     def _user(self, user_id: str) -> UserRow:
         with self.database.connection_context():
-            return found(UserRow.get_or_none(UserRow.id == user_id), "user", user_id)
+            return found(find_row(UserRow, UserRow.id, user_id), "user", user_id)
 
     async def notify_email_delivered(
         self, ctx: Context, request: user_pb2.NotifyEmailDeliveredRequest
@@ -270,7 +271,7 @@ class UserService:
                     return earlier, None
             try:
                 with self.database.atomic():  # a savepoint: a lost race spoils nothing else
-                    upload.save(force_insert=True)
+                    insert_row(upload)
             except peewee.IntegrityError:  # the same key, committed since (PostgreSQL)
                 assert upload.idempotency_key is not None
                 return ConversionRow.get(
@@ -291,9 +292,9 @@ class UserService:
     def _job_enqueued(self, intent: OutboxRow, job_id: str) -> None:
         """job_svc acknowledged an intent (inside the transaction that records it)."""
         if intent.kind == outbox.CONVERSION:
-            ConversionRow.update(job_id=job_id).where(
-                (ConversionRow.id == intent.subject_id) & (ConversionRow.job_id == "")
-            ).execute()
+            self.database.execute_sql(  # type: ignore[no-untyped-call]
+                _job_id_sql(self.database.param), (job_id, intent.subject_id, "")
+            )
 
     async def _job_refused(self, intent: OutboxRow) -> None:
         """job_svc refused an intent for good: a conversion fails as any failed conversion
@@ -355,7 +356,7 @@ class UserService:
 
     def _conversion(self, conversion_id: str) -> ConversionRow:
         with self.database.connection_context():
-            row = ConversionRow.get_or_none(ConversionRow.id == conversion_id)
+            row = find_row(ConversionRow, ConversionRow.id, conversion_id)
         return found(row, "conversion", conversion_id)
 
     async def conversion_complete(
@@ -412,6 +413,14 @@ class UserService:
     def sweep_uploads(self) -> int:
         """Deletes the uploads of failed and cancelled conversions whose retention ended."""
         return self.retention.sweep()
+
+
+@functools.cache
+def _job_id_sql(param: str) -> str:
+    """Records a conversion's job once job_svc acknowledged it, unless recorded already:
+    written once (peewee builds a query's SQL anew on each run)."""
+    table = ConversionRow._meta.table_name
+    return f'UPDATE "{table}" SET "job_id" = {param} WHERE "id" = {param} AND "job_id" = {param}'
 
 
 def may_convert(row: ConversionRow) -> bool:
