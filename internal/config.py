@@ -59,6 +59,7 @@ class Settings:
     job_max_deliveries: int
     # How long a failed or cancelled conversion keeps its upload, for RetryJob.
     failed_upload_retention_seconds: float
+    outbox_retention_seconds: float
     rpc_timeout_seconds: float
     # How long a server waits for a request's whole body before answering deadline_exceeded.
     rpc_body_timeout_seconds: float
@@ -143,6 +144,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         job_visibility_timeout_seconds=_float(env, "JOB_VISIBILITY_TIMEOUT_SECONDS", 60.0),
         job_max_deliveries=_int(env, "JOB_MAX_DELIVERIES", 20),
         failed_upload_retention_seconds=_float(env, "FAILED_UPLOAD_RETENTION_SECONDS", WEEK),
+        outbox_retention_seconds=_float(env, "OUTBOX_RETENTION_SECONDS", WEEK),
         rpc_timeout_seconds=_float(env, "RPC_TIMEOUT_SECONDS", 30.0),
         rpc_body_timeout_seconds=_float(env, "RPC_BODY_TIMEOUT_SECONDS", 10.0),
         rpc_body_budget_bytes=_int(env, "RPC_BODY_BUDGET_BYTES", 24 * 1024 * 1024),

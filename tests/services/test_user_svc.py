@@ -7,6 +7,7 @@ one's upload until its retention ends."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -30,6 +31,7 @@ from internal.services.user_svc import outbox
 from internal.services.user_svc.models import NAME, ConversionRow, UserRow, open_users
 from internal.services.user_svc.outbox import OutboxRow
 from internal.services.user_svc.service import may_convert, welcome_request
+from tests.e2e.backends import postgres_database
 from tests.e2e.images import make_image
 from tests.support.servers import ROOT, free_port, serving
 
@@ -301,3 +303,40 @@ def test_concurrent_large_uploads_all_arrive_intact_through_a_small_body_budget(
             row = ConversionRow.get(ConversionRow.id == conversion.id)
             assert row.source_bytes == len(image)
             assert store.get(row.source_key) == image
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_finished_intents_are_pruned_once_their_retention_ends(
+    tmp_path: Path, backend: str
+) -> None:
+    with contextlib.ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path}/users.db"
+            if backend == "sqlite"
+            else stack.enter_context(postgres_database())
+        )
+        database = open_users(url)
+        now = time.time()
+        rows = {  # key: (state, created_at, sent_at)
+            "sent-long-ago": (outbox.SENT, now - 9000, now - 8000),
+            "sent-lately": (outbox.SENT, now - 9000, now - 10),
+            "failed-long-ago": (outbox.FAILED, now - 9000, None),
+            "failed-lately": (outbox.FAILED, now - 10, None),
+            "pending-long-ago": (outbox.PENDING, now - 9000, None),
+            "rejected-long-ago": (outbox.REJECTED, now - 9000, None),
+        }
+        with database.connection_context(), write_transaction(database):
+            for key, (state, created_at, sent_at) in rows.items():
+                outbox.add(outbox.EMAIL, key, "u-1", b"", {}, lease=0)
+                OutboxRow.update(state=state, created_at=created_at, sent_at=sent_at).where(
+                    OutboxRow.key == key
+                ).execute()
+        assert outbox.prune(database, before=now - 3600, limit=1) == 1  # the oldest first
+        assert outbox.get(database, "failed-long-ago") is None  # finished 9000 s ago
+        assert outbox.prune(database, before=now - 3600) == 1
+        with database.connection_context():
+            left = {row.key for row in OutboxRow.select()}
+        # What is still to do stays, however old; what finished lately stays as a record.
+        assert left == {"sent-lately", "failed-lately", "pending-long-ago", "rejected-long-ago"}
+        assert outbox.prune(database, before=now - 3600) == 0
+        database.close()

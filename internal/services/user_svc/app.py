@@ -1,6 +1,6 @@
 """user_svc's app: the UserService RPCs, its peers job_svc and client_svc, the outbox relay
-(running for the app's lifetime), the periodic sweep of expired uploads, and, with the file
-storage backend, the routes that serve its presigned URLs."""
+(running for the app's lifetime), the periodic sweeps of expired uploads and of the outbox's
+old records, and, with the file storage backend, the routes that serve its presigned URLs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from internal.services.common.periodic import Periodic
 from internal.services.common.readiness import database_probe
 from internal.services.user_svc.models import NAME, UserRow, open_users
 from internal.services.user_svc.service import UserService
+
+# How often the outbox's finished intents past OUTBOX_RETENTION_SECONDS are deleted.
+PRUNE_INTERVAL_SECONDS = 60.0
 
 
 def create_app(settings: config.Settings) -> Starlette:
@@ -38,6 +41,7 @@ def create_app(settings: config.Settings) -> Starlette:
         else []
     )
     sweeper = Periodic("sweep-uploads", service.retention.sweep_interval(), service.sweep_uploads)
+    pruner = Periodic("prune-outbox", PRUNE_INTERVAL_SECONDS, service.prune_outbox)
     app = service_app(
         NAME,
         settings,
@@ -50,7 +54,8 @@ def create_app(settings: config.Settings) -> Starlette:
         # The upload RPC carries the image: room for it plus the rest of the message.
         max_body_bytes=settings.max_upload_bytes + 64 * 1024,
         on_startup=[service.relay.start],  # relays what an earlier process left pending
-        on_shutdown=[service.relay.stop, sweeper.closer(), peers.aclose],
+        on_shutdown=[service.relay.stop, sweeper.closer(), pruner.closer(), peers.aclose],
     )
     sweeper.start()
+    pruner.start()
     return app

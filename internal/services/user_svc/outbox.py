@@ -9,6 +9,9 @@ An intent's life:
   pending  --job_svc refused for good-->  rejected  (the relay reports the failure...)
   rejected --failure reported-->          failed    (...and the row stays, with its error)
 
+A sent or failed row is kept OUTBOX_RETENTION_SECONDS after it finished (sent_at, or its
+creation for a failed one), then user_svc's periodic sweep deletes it (prune).
+
 Claims: whoever sends an intent holds its lease (leased_until) for the length of the send;
 no one else takes a row whose lease runs, or whose retry is not due (next_attempt_at).
 CreateUser and ConvertImage insert the row already leased to themselves, for their own
@@ -165,6 +168,21 @@ def mark_failed(database: peewee.Database, row: OutboxRow) -> None:
         OutboxRow.update(state=FAILED, leased_until=0.0).where(
             (OutboxRow.key == row.key) & (OutboxRow.state == REJECTED)
         ).execute()
+
+
+def prune(database: peewee.Database, before: float, limit: int = 1000) -> int:
+    """Deletes up to `limit` intents finished (sent, or failed and reported) before `before`,
+    the oldest first; their count. Pending and rejected ones stay, however old."""
+    finished_at = peewee.fn.COALESCE(OutboxRow.sent_at, OutboxRow.created_at)
+    with database.connection_context(), write_transaction(database):
+        oldest = (
+            OutboxRow.select(OutboxRow.key)
+            .where(OutboxRow.state.in_((SENT, FAILED)) & (finished_at < before))
+            .order_by(finished_at)
+            .limit(limit)
+        )
+        deleted: int = OutboxRow.delete().where(OutboxRow.key.in_(oldest)).execute()
+    return deleted
 
 
 def release(database: peewee.Database, rows: Sequence[OutboxRow]) -> None:

@@ -414,6 +414,10 @@ class UserService:
         """Deletes the uploads of failed and cancelled conversions whose retention ended."""
         return self.retention.sweep()
 
+    def prune_outbox(self) -> int:
+        """Deletes the outbox's finished intents whose retention ended; their count."""
+        return outbox.prune(self.database, time.time() - self.settings.outbox_retention_seconds)
+
 
 @functools.cache
 def _job_id_sql(param: str) -> str:
