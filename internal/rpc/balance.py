@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from mcsv.twirp import (
-    AiohttpTransport,
     AsyncTransport,
     ConnectFailed,
     HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
+    HttptoolsTransport,
     SyncTransport,
 )
 
@@ -52,11 +52,11 @@ def _aimed(url: str, origin: tuple[str, str]) -> str:
 
 
 class BalancedTransport:
-    """An AsyncTransport over `inner` (default: aiohttp's) for one service's replicas."""
+    """An AsyncTransport over `inner` (default: HttptoolsTransport) for one service's replicas."""
 
     def __init__(self, replicas: Replicas, inner: AsyncTransport | None = None) -> None:
         self.replicas = replicas
-        self.inner: AsyncTransport = inner or AiohttpTransport()
+        self.inner: AsyncTransport = inner or HttptoolsTransport()
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
         refused: ConnectFailed | None = None

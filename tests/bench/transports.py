@@ -1,5 +1,5 @@
 """The measurements behind the transport choices (README, "Why uvicorn serves the services",
-"Why the generated clients use http.client and aiohttp"); not a goal of `just bench`:
+"Why the generated clients use http.client and httptools"); not a goal of `just bench`:
 
     python -m tests.bench.transports servers [--seconds 6 --rounds 3]
     python -m tests.bench.transports clients [--seconds 4 --rounds 2]
@@ -145,6 +145,7 @@ def compare_clients(seconds: float, rounds: int) -> None:
         HttpClientTransport,
         HTTPRequest,
         HTTPResponse,
+        HttptoolsTransport,
         Urllib3Transport,
     )
     from mcsv.v1.job_twirp import AsyncJobServiceClient, JobServiceClient
@@ -198,7 +199,9 @@ def compare_clients(seconds: float, rounds: int) -> None:
                 transport.close()
                 print(f"sync  {name:11s} {rate:7.0f} calls/s  client CPU {cpu_us:4.0f} us/call",
                       flush=True)  # fmt: skip
-            async_transports: dict[str, Any] = {"aiohttp": AiohttpTransport, "httpx": HttpxAsync}
+            async_transports: dict[str, Any] = {
+                "aiohttp": AiohttpTransport, "httptools": HttptoolsTransport, "httpx": HttpxAsync
+            }  # fmt: skip
             for name, make in async_transports.items():
 
                 async def measure(make: Any = make) -> float:
@@ -210,7 +213,11 @@ def compare_clients(seconds: float, rounds: int) -> None:
                     await transport.aclose()
                     return rate
 
-                print(f"async {name:8s} {asyncio.run(measure()):7.0f} calls/s (c=10)", flush=True)
+                cpu = time.process_time()
+                rate = asyncio.run(measure())
+                cpu_us = (time.process_time() - cpu) / (rate * seconds) * 1e6
+                print(f"async {name:11s} {rate:7.0f} calls/s  client CPU {cpu_us:4.0f} us/call "
+                      "(c=10)", flush=True)  # fmt: skip
     finally:
         stop_process(process, timeout=15)
 

@@ -20,7 +20,7 @@ from tests.codegen.helpers import ROOT
 pytestmark = pytest.mark.slow
 
 USAGE = Path(__file__).with_name("client_usage.py")
-CLIENT_DEPENDENCIES = {"mcsv-contracts", "protobuf", "urllib3", "aiohttp"}
+CLIENT_DEPENDENCIES = {"mcsv-contracts", "protobuf", "urllib3", "aiohttp", "httptools"}
 SERVER_ONLY = {"twirp", "starlette", "hypercorn", "uvicorn", "httpx", "requests", "structlog"}
 
 

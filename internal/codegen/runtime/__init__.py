@@ -1,5 +1,5 @@
 """Runtime for the generated Twirp code: errors and encodings, the clients' base classes
-(client.py) on their HTTP transports (transport.py: http.client, aiohttp, or your own) and the
+(client.py) on their HTTP transports (transport.py: http.client, httptools, or your own) and the
 ASGI server (server.py, on the standard library)."""
 
 from .client import AsyncClient, Credentials, SyncClient
@@ -15,6 +15,7 @@ from .transport import (
     HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
+    HttptoolsTransport,
     SyncTransport,
     TimedOut,
     TransportError,
@@ -37,6 +38,7 @@ __all__ = [
     "HTTPRequest",
     "HTTPResponse",
     "HttpClientTransport",
+    "HttptoolsTransport",
     "ServerContext",
     "ServerHooks",
     "SyncClient",

@@ -1,6 +1,6 @@
 """The generated Twirp clients' base classes: SyncClient (blocking) and AsyncClient (asyncio).
 Generated clients subclass these and add one typed method per RPC. They send through a
-transport (transport.py: http.client and aiohttp by default); hand them another one, e.g. one
+transport (transport.py: http.client and httptools by default); hand them another one, e.g. one
 that wraps the default to spread calls over replicas or trace them.
 
 Credentials: `credentials` is a bearer token (a str), or a callable returning one (called
@@ -22,11 +22,11 @@ from google.protobuf.message import Message
 from . import codec
 from .errors import ErrorCode, TwirpError
 from .transport import (
-    AiohttpTransport,
     AsyncTransport,
     HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
+    HttptoolsTransport,
     SyncTransport,
     TimedOut,
     TransportError,
@@ -195,7 +195,7 @@ class AsyncClient(_ClientBase):
             credentials=credentials,
         )
         self._owns_transport = transport is None
-        self.transport: AsyncTransport = transport or AiohttpTransport()
+        self.transport: AsyncTransport = transport or HttptoolsTransport()
 
     async def _call(
         self,
