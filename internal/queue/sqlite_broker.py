@@ -4,9 +4,11 @@ Every message is a row. A worker *claims* a due row by leasing it (`leased_until
 `lease_owner`) in one atomic UPDATE; `ack` deletes the row, `nack` moves it to
 `dead_letters` with the reason. Nothing is held only in a worker's memory: if the worker is
 SIGKILLed, its leases stop being renewed, expire after `visibility_timeout` seconds and the
-rows are claimed again by another worker. While a process is alive, a lease keeper thread
-renews the leases of every message it holds (running or waiting in its work queue), so a
-slow job is not delivered twice.
+rows are claimed again by another worker; sooner when a consuming process of the same machine
+sees that the owner's pid is gone (a restarted worker as it starts, any worker every third of
+the timeout). While a process is alive, a lease keeper thread renews the leases of every
+message it holds (running or waiting in its work queue), so a slow job is not delivered
+twice.
 
 Delays are kept in the row (`eta`) rather than on Dramatiq's in-memory `<queue>.DQ` delay
 queues: a delayed message (a job's next attempt, or `send_with_options(delay=...)`) stays in
@@ -510,6 +512,50 @@ class SQLiteBroker(Broker):
                 (time.time() + self.visibility_timeout, self.lease_owner),
             )
 
+    def _reclaim_abandoned(self) -> int:
+        """Gives back at once the leases of this machine's processes that have died (a
+        worker SIGKILLed), so that their messages run again now rather than once the leases
+        run out; returns how many. A process whose pid exists keeps its leases, as do other
+        machines' processes: only the expiry tells that those died."""
+        host = os.uname().nodename
+        with self._db() as db:
+            owners = [
+                owner
+                for (owner,) in db.execute(
+                    "SELECT DISTINCT lease_owner FROM queue_messages"
+                    " WHERE lease_owner IS NOT NULL AND leased_until > ?",
+                    (time.time(),),
+                )
+            ]
+        dead = [owner for owner in owners if _died_here(owner, host)]
+        if not dead:
+            return 0
+        with self._transaction() as db:
+            released = db.execute(
+                "UPDATE queue_messages SET leased_until = NULL, lease_owner = NULL"
+                f" WHERE lease_owner IN ({','.join('?' * len(dead))})",
+                dead,
+            ).rowcount
+        if released:
+            logger.warning("Gave back %d message(s) leased by dead processes: %s", released,
+                           ", ".join(dead))  # fmt: skip
+        return int(released)
+
+
+def _died_here(owner: str, host: str) -> bool:
+    """Whether a lease owner ("host:pid:nonce") is a process of this machine that is gone."""
+    owner_host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if owner_host != host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, someone else's
+        return False
+    return False
+
 
 def _dead_letter_from_row(
     row_id: int,
@@ -558,7 +604,8 @@ class _DeliveryLimit(Middleware):
 
 
 class _LeaseKeeper(threading.Thread):
-    """Renews this process's leases three times per visibility timeout while it lives."""
+    """Renews this process's leases three times per visibility timeout while it lives, and
+    at its start and as often gives back those of this machine's dead processes."""
 
     def __init__(self, broker: SQLiteBroker) -> None:
         super().__init__(name="sqlite-broker-leases", daemon=True)
@@ -566,7 +613,13 @@ class _LeaseKeeper(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        while not self.stopped.wait(self.broker.visibility_timeout / 3):
+        while True:
+            try:
+                self.broker._reclaim_abandoned()
+            except Exception:
+                logger.exception("Could not look for leases of dead processes; will try again.")
+            if self.stopped.wait(self.broker.visibility_timeout / 3):
+                return
             try:
                 self.broker._renew_leases()
             except Exception:
