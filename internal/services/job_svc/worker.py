@@ -87,22 +87,18 @@ class Jobs:
     def _run_started(self, job: JobRow, handler: JobHandler[Any]) -> None:
         """Makes the attempt the store has started, and records how it went."""
         args = handler.kind.parse_args(job.args)
-        labels = (job.queue, job.actor)
-        metrics.JOBS_STARTED.labels(*labels).inc()
+        metrics.JOBS_STARTED.labels(job.queue, job.actor).inc()
         started = time.perf_counter()
         try:
             report = handler.work(job, args)
         except (Exception, TimeLimitExceeded) as exc:
-            metrics.JOBS_FAILED.labels(*labels).inc()
-            metrics.JOB_DURATION.labels(*labels, "failed").observe(time.perf_counter() - started)
+            _attempt_ended(job, time.perf_counter() - started, succeeded=False)
             self._failed(job, exc)
             return
         duration = time.perf_counter() - started
         early = self._report_early(job, report) if report is not None and job.version else None
         to_send = self.store.complete(job, report, early)
-        metrics.JOBS_SUCCEEDED.labels(*labels).inc()
-        metrics.JOB_DURATION.labels(*labels, "succeeded").observe(duration)
-        log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
+        _attempt_ended(job, duration, succeeded=True)
         self._follow_up(to_send, early)
 
     def _report_early(self, job: JobRow, report: job_pb2.ReportJobArgs) -> EarlyReport:
@@ -169,23 +165,26 @@ class Jobs:
         """The metrics and log of a report made before its job was recorded, or its failure,
         as any attempt's."""
         observability.tag(job_id=job.id)
-        labels = (job.queue, job.actor)
-        metrics.JOBS_ENQUEUED.labels(*labels).inc()
-        metrics.JOBS_STARTED.labels(*labels).inc()
+        metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
+        metrics.JOBS_STARTED.labels(job.queue, job.actor).inc()
         duration = early.finished_at - early.started_at
+        _attempt_ended(job, duration, succeeded=early.error is None)
         if early.error is not None:
-            metrics.JOBS_FAILED.labels(*labels).inc()
-            metrics.JOB_DURATION.labels(*labels, "failed").observe(duration)
             self._failed(job, early.error)
-            return
-        metrics.JOBS_SUCCEEDED.labels(*labels).inc()
-        metrics.JOB_DURATION.labels(*labels, "succeeded").observe(duration)
-        log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
 
     def _dispatcher(self) -> Dispatcher:
         if self.dispatcher is None:
             raise RuntimeError("Jobs.dispatcher is set by open_worker_broker")
         return self.dispatcher
+
+
+def _attempt_ended(job: JobRow, seconds: float, *, succeeded: bool) -> None:
+    """An attempt's outcome in the metrics, and a success's log line."""
+    labels = (job.queue, job.actor)
+    (metrics.JOBS_SUCCEEDED if succeeded else metrics.JOBS_FAILED).labels(*labels).inc()
+    metrics.JOB_DURATION.labels(*labels, "succeeded" if succeeded else "failed").observe(seconds)
+    if succeeded:
+        log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
 
 
 def open_worker_broker(settings: config.Settings, jobs: Jobs) -> dramatiq.Broker:
