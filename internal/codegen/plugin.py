@@ -27,12 +27,14 @@ from .python_twirp import HEADER, client_module, server_module
 
 _RUNTIME_FILES = (
     "__init__.py",
+    "alternatives.py",
     "budget.py",
     "client.py",
     "codec.py",
     "context.py",
     "errors.py",
     "hooks.py",
+    "http11.py",
     "server.py",
     "transport.py",
 )

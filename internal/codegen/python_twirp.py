@@ -5,7 +5,8 @@
 - <name>_twirp_server.py: per service a server class on the generated runtime's
   ServiceServer, to serve with its ASGI app TwirpApp.
 
-Both depend only on protobuf, urllib3, aiohttp and the runtime the plugin writes beside them.
+Both depend only on protobuf, httptools (urllib3 and aiohttp for the alternative
+transports) and the runtime the plugin writes beside them.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ import httpx
 from mcsv.twirp import (
     AiohttpTransport,
     AsyncTransport,
-    HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
+    HttptoolsSyncTransport,
     SyncTransport,
 )
 from opentelemetry import propagate, trace
@@ -112,10 +112,10 @@ class TracingTransport:
 
 
 class TracingSyncTransport:
-    """The blocking twin of TracingTransport (default inner: http.client's)."""
+    """The blocking twin of TracingTransport (default inner: HttptoolsSyncTransport)."""
 
     def __init__(self, inner: SyncTransport | None = None) -> None:
-        self.inner: SyncTransport = inner or HttpClientTransport()
+        self.inner: SyncTransport = inner or HttptoolsSyncTransport()
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         call = HttpCall("POST", request.url, request.headers)

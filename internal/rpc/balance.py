@@ -14,9 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 from mcsv.twirp import (
     AsyncTransport,
     ConnectFailed,
-    HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
+    HttptoolsSyncTransport,
     HttptoolsTransport,
     SyncTransport,
 )
@@ -74,11 +74,11 @@ class BalancedTransport:
 
 
 class BalancedSyncTransport:
-    """The blocking twin of BalancedTransport (default inner: http.client's)."""
+    """The blocking twin of BalancedTransport (default inner: HttptoolsSyncTransport)."""
 
     def __init__(self, replicas: Replicas, inner: SyncTransport | None = None) -> None:
         self.replicas = replicas
-        self.inner: SyncTransport = inner or HttpClientTransport()
+        self.inner: SyncTransport = inner or HttptoolsSyncTransport()
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         refused: ConnectFailed | None = None

@@ -145,6 +145,7 @@ def compare_clients(seconds: float, rounds: int) -> None:
         HttpClientTransport,
         HTTPRequest,
         HTTPResponse,
+        HttptoolsSyncTransport,
         HttptoolsTransport,
         Urllib3Transport,
     )
@@ -188,7 +189,8 @@ def compare_clients(seconds: float, rounds: int) -> None:
     try:
         for _ in range(rounds):
             sync_transports: dict[str, Any] = {
-                "http.client": HttpClientTransport, "urllib3": Urllib3Transport, "httpx": HttpxSync
+                "httptools": HttptoolsSyncTransport, "http.client": HttpClientTransport,
+                "urllib3": Urllib3Transport, "httpx": HttpxSync,
             }  # fmt: skip
             for name, make in sync_transports.items():
                 transport = make()

@@ -23,8 +23,8 @@ from tests.mail.smtp_server import (
     USERNAME,
     smtp_server,
 )
-from tests.mail.tls import Pki, make_pki
 from tests.support.servers import free_port
+from tests.support.tls import Pki, make_pki
 
 SENDER = "mcsv <no-reply@mcsv.local>"
 

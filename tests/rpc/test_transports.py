@@ -1,17 +1,22 @@
 """The generated clients' transport seam (mcsv.twirp.SyncTransport/AsyncTransport) as the
 services' peers use it: a transport wrapping the default sees every request (and may add
 headers), the balancing transports go on to the next replica when one refuses the connection,
-and an async client keeps working across event loops."""
+an async client keeps working across event loops, and the default transports read every
+framing of an answer, over TLS too, and tell the ways an exchange fails apart."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import uvloop
 from mcsv.twirp import (
     AiohttpTransport,
     AsyncTransport,
@@ -19,6 +24,7 @@ from mcsv.twirp import (
     HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
+    HttptoolsSyncTransport,
     HttptoolsTransport,
     TimedOut,
     TransportError,
@@ -29,6 +35,7 @@ from mcsv.v1.job_twirp import AsyncJobServiceClient, JobServiceClient
 
 from internal.rpc.balance import BalancedSyncTransport, BalancedTransport, Replicas
 from tests.support.servers import free_port
+from tests.support.tls import Pki, make_pki
 
 EMPTY = job_pb2.GetJobRequest()
 
@@ -99,10 +106,12 @@ OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
 class _OneAnswerPerConnection:
     """An HTTP server that answers one request per connection and then closes it without
-    saying so (no Connection: close), as a server retiring an idle keep-alive connection."""
+    saying so (no Connection: close), as a server retiring an idle keep-alive connection.
+    With `tls` it speaks TLS."""
 
-    def __init__(self, answer: bytes = OK) -> None:
+    def __init__(self, answer: bytes = OK, tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
+        self.tls = tls
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.connections = 0
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -110,7 +119,8 @@ class _OneAnswerPerConnection:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/twirp/x.Y/Z"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}/twirp/x.Y/Z"
 
     def _serve(self) -> None:
         while True:
@@ -119,23 +129,72 @@ class _OneAnswerPerConnection:
             except OSError:
                 return
             self.connections += 1
-            with connection:
-                received = b""
-                while b"\r\n\r\n" not in received:
-                    received += connection.recv(65536)
-                connection.sendall(self.answer)
+            try:
+                if self.tls is not None:
+                    connection = self.tls.wrap_socket(connection, server_side=True)
+                with connection:
+                    received = b""
+                    while b"\r\n\r\n" not in received:
+                        received += connection.recv(65536)
+                    connection.sendall(self.answer)
+            except OSError:
+                pass  # a client that gave up, or refused the certificate
 
     def close(self) -> None:
         self.listener.close()
 
 
-def test_the_sync_transport_does_not_reuse_a_connection_the_server_closed() -> None:
+class _Blocking:
+    """An async transport driven from blocking code, on one event loop throughout, so that
+    the same tests read both default transports."""
+
+    def __init__(self, transport: HttptoolsTransport) -> None:
+        self.transport = transport
+        self.runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        return self.runner.run(self.transport.send(request))
+
+    def close(self) -> None:
+        self.runner.run(self.transport.aclose())
+        self.runner.close()
+
+
+Blocking = HttptoolsSyncTransport | HttpClientTransport | _Blocking
+BLOCKING: dict[str, Callable[..., Blocking]] = {
+    "httptools-sync": HttptoolsSyncTransport,
+    "http.client": HttpClientTransport,
+}
+DEFAULTS: dict[str, Callable[..., Blocking]] = {
+    "httptools-sync": HttptoolsSyncTransport,
+    "httptools-async": lambda **tls: _Blocking(HttptoolsTransport(**tls)),
+}
+
+
+def _idle(transport: HttptoolsSyncTransport | HttpClientTransport) -> int:
+    return sum(len(pool) for pool in transport._idle.values())
+
+
+def _post(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> HTTPRequest:
+    return HTTPRequest(
+        url, {"content-type": "application/protobuf", **(headers or {})}, b"\n\x01x", timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(Path(tmp_path_factory.mktemp("pki")))
+
+
+@pytest.mark.parametrize("make", BLOCKING.values(), ids=BLOCKING.keys())
+def test_a_sync_transport_does_not_reuse_a_connection_the_server_closed(
+    make: Callable[[], Blocking],
+) -> None:
     server = _OneAnswerPerConnection()
-    transport = HttpClientTransport()
+    transport = make()
     try:
         for _ in range(3):
-            request = HTTPRequest(server.url, {"content-type": "application/protobuf"}, b"", 5.0)
-            answer = transport.send(request)
+            answer = transport.send(_post(server.url))
             assert (answer.status, answer.body) == (200, b"ok")
             time.sleep(0.1)  # the server has closed the connection meanwhile
         assert server.connections == 3
@@ -144,35 +203,45 @@ def test_the_sync_transport_does_not_reuse_a_connection_the_server_closed() -> N
         server.close()
 
 
-def test_the_sync_transport_reuses_a_kept_alive_connection(echo_url: str) -> None:
-    transport = HttpClientTransport()
+@pytest.mark.parametrize("make", BLOCKING.values(), ids=BLOCKING.keys())
+def test_a_sync_transport_reuses_a_kept_alive_connection(
+    echo_url: str, make: Callable[[], HttptoolsSyncTransport | HttpClientTransport]
+) -> None:
+    transport = make()
     with JobServiceClient(echo_url, transport=transport) as client:
         for _ in range(3):
             assert client.get_job(EMPTY) == job_pb2.GetJobResponse()
-    idle = [connection for pool in transport._idle.values() for connection, _ in pool]
-    assert len(idle) == 1  # one connection carried the three calls
+        with concurrent.futures.ThreadPoolExecutor(4) as threads:  # at once: four connections
+            answers = list(threads.map(lambda _: client.get_job(EMPTY), range(40)))
+        assert answers == [job_pb2.GetJobResponse()] * 40
+    assert 1 <= _idle(transport) <= 4
     transport.close()
+    assert _idle(transport) == 0
 
 
-def test_the_sync_transport_tells_a_refused_connection_and_a_timeout_apart() -> None:
-    transport = HttpClientTransport()
-    refused = HTTPRequest(f"http://127.0.0.1:{free_port()}/twirp/x.Y/Z", {}, b"", 5.0)
+def test_the_sync_clients_send_with_httptools_by_default(echo_url: str) -> None:
+    with JobServiceClient(echo_url) as client:
+        assert isinstance(client.transport, HttptoolsSyncTransport)
+        assert client.get_job(EMPTY) == job_pb2.GetJobResponse()
+
+
+@pytest.mark.parametrize("make", [*BLOCKING.values(), DEFAULTS["httptools-async"]],
+                         ids=[*BLOCKING.keys(), "httptools-async"])  # fmt: skip
+def test_a_transport_tells_a_refused_connection_and_a_timeout_apart(
+    make: Callable[[], Blocking],
+) -> None:
+    transport = make()
     with pytest.raises(ConnectFailed):
-        transport.send(refused)
+        transport.send(_post(f"http://127.0.0.1:{free_port()}/twirp/x.Y/Z"))
     silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
     try:
-        quiet = HTTPRequest(f"http://127.0.0.1:{silent.getsockname()[1]}/x", {}, b"", 0.3)
+        started = time.monotonic()
         with pytest.raises(TimedOut):
-            transport.send(quiet)
+            transport.send(_post(f"http://127.0.0.1:{silent.getsockname()[1]}/x", 0.3))
+        assert time.monotonic() - started < 3
     finally:
         silent.close()
         transport.close()
-
-
-def _post(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> HTTPRequest:
-    return HTTPRequest(
-        url, {"content-type": "application/protobuf", **(headers or {})}, b"\n\x01x", timeout
-    )
 
 
 @pytest.mark.anyio
@@ -189,70 +258,95 @@ async def test_the_async_transport_reuses_kept_alive_connections(echo_url: str) 
     assert all(exchange.closed for exchange in idle)
 
 
-@pytest.mark.anyio
-async def test_the_async_transport_reads_every_framing_and_reuses_no_closed_connection() -> None:
-    chunked = (
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-twice: a\r\nx-twice: b\r\n\r\n"
-        b"2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n"
-    )
-    closing = (
-        b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 4\r\n\r\nbusy"
-    )
-    transport = HttptoolsTransport()
-    for raw, status, body in [(chunked, 200, b"ok!!!"), (closing, 503, b"busy")]:
-        server = _OneAnswerPerConnection(raw)  # which closes each connection after its answer
-        try:
-            for _ in range(3):
-                answer = await transport.send(_post(server.url))
-                assert (answer.status, answer.body) == (status, body)
-                if status == 200:
-                    assert answer.headers["x-twice"] == "a, b"
-                await asyncio.sleep(0.1)  # the server has closed the connection meanwhile
-            assert server.connections == 3
-        finally:
-            server.close()
-    await transport.aclose()
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-twice: a\r\nx-twice: b\r\n\r\n"
+    b"2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n"
+)
+CLOSING = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 4\r\n\r\nbusy"
+UNTIL_THE_END = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall that comes"
+HTTP_1_0 = b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nall that comes"
 
 
-@pytest.mark.anyio
-async def test_the_async_transport_tells_refused_timed_out_broken_and_not_http_apart() -> None:
-    transport = HttptoolsTransport()
-    with pytest.raises(ConnectFailed):
-        await transport.send(_post(f"http://127.0.0.1:{free_port()}/twirp/x.Y/Z"))
-    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+@pytest.mark.parametrize("make", DEFAULTS.values(), ids=DEFAULTS.keys())
+@pytest.mark.parametrize(
+    ("raw", "status", "body"),
+    [(CHUNKED, 200, b"ok!!!"), (CLOSING, 503, b"busy"), (UNTIL_THE_END, 200, b"all that comes"),
+     (HTTP_1_0, 200, b"all that comes")],
+    ids=["chunked", "content-length then close", "close-delimited", "HTTP/1.0"],
+)  # fmt: skip
+def test_a_default_transport_reads_every_framing_and_reuses_no_closed_connection(
+    make: Callable[[], Blocking], raw: bytes, status: int, body: bytes
+) -> None:
+    transport = make()
+    server = _OneAnswerPerConnection(raw)  # which closes each connection after its answer
+    try:
+        for _ in range(3):
+            answer = transport.send(_post(server.url))
+            assert (answer.status, answer.body) == (status, body)
+            if raw is CHUNKED:
+                assert answer.headers["x-twice"] == "a, b"
+            time.sleep(0.1)  # the server has closed the connection meanwhile
+        assert server.connections == 3
+    finally:
+        server.close()
+        transport.close()
+
+
+@pytest.mark.parametrize("make", DEFAULTS.values(), ids=DEFAULTS.keys())
+def test_a_default_transport_tells_broken_and_not_http_apart(
+    make: Callable[[], Blocking],
+) -> None:
+    transport = make()
     cut = _OneAnswerPerConnection(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nonly")
+    headless = _OneAnswerPerConnection(b"HTTP/1.1 200 OK\r\ncontent-le")
     garbage = _OneAnswerPerConnection(b"SSH-2.0-OpenSSH_9.2\r\n")
     try:
-        with pytest.raises(TimedOut):
-            await transport.send(_post(f"http://127.0.0.1:{silent.getsockname()[1]}/x", 0.3))
-        with pytest.raises(TransportError, match="closed before the answer was complete"):
-            await transport.send(_post(cut.url))
+        for broken in (cut, headless):
+            with pytest.raises(TransportError, match="closed before the answer was complete"):
+                transport.send(_post(broken.url))
         with pytest.raises(TransportError, match="not HTTP"):
-            await transport.send(_post(garbage.url))
+            transport.send(_post(garbage.url))
     finally:
-        silent.close()
-        cut.close()
-        garbage.close()
-        await transport.aclose()
+        for server in (cut, headless, garbage):
+            server.close()
+        transport.close()
 
 
-@pytest.mark.anyio
-async def test_the_async_transport_refuses_a_header_that_would_split_the_request(
-    echo_url: str,
+@pytest.mark.parametrize("make", DEFAULTS.values(), ids=DEFAULTS.keys())
+def test_a_default_transport_speaks_verified_tls(pki: Pki, make: Callable[..., Blocking]) -> None:
+    server = _OneAnswerPerConnection(OK, tls=pki.server_context())
+    trusting, default = make(tls=pki.client_context()), make()
+    try:
+        answer = trusting.send(_post(server.url))
+        assert (answer.status, answer.body) == (200, b"ok")
+        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            default.send(_post(server.url))  # the system's authorities do not know this one
+        wrong_name = _post(server.url.replace("127.0.0.1", "localhost.invalid"))
+        with pytest.raises(ConnectFailed):
+            trusting.send(wrong_name)
+    finally:
+        server.close()
+        trusting.close()
+        default.close()
+
+
+@pytest.mark.parametrize("make", DEFAULTS.values(), ids=DEFAULTS.keys())
+def test_a_default_transport_refuses_a_header_that_would_split_the_request(
+    echo_url: str, make: Callable[[], Blocking]
 ) -> None:
-    transport = HttptoolsTransport()
+    transport = make()
     url = f"{echo_url}/twirp/mcsv.v1.JobService/GetJob"
     for bad in ("x\r\nx-injected: yes", "x\ny", "x\0y"):
         with pytest.raises(ValueError, match="CR, LF or NUL"):
-            await transport.send(_post(url, headers={"x-note": bad}))
+            transport.send(_post(url, headers={"x-note": bad}))
     with pytest.raises(TransportError, match="not an http"):
-        await transport.send(_post("ftp://127.0.0.1/x"))
-    await transport.aclose()
+        transport.send(_post("ftp://127.0.0.1/x"))
+    empty = HTTPRequest(url, {"content-type": "application/protobuf"}, b"", 5.0)
+    assert transport.send(empty).status == 200  # the transport still works
+    transport.close()
 
 
 def test_the_async_transport_runs_on_uvloop_as_the_services_do(echo_url: str) -> None:
-    import uvloop
-
     async def calls() -> list[job_pb2.GetJobResponse]:
         transport = HttptoolsTransport()
         async with AsyncJobServiceClient(echo_url, transport=transport) as client:

@@ -1,25 +1,24 @@
 """Runtime for the generated Twirp code: errors and encodings, the clients' base classes
-(client.py) on their HTTP transports (transport.py: http.client, httptools, or your own) and the
-ASGI server (server.py, on the standard library)."""
+(client.py) on their HTTP transports (transport.py: the interface; http11.py: the defaults, on
+httptools; alternatives.py: on http.client, urllib3, aiohttp; or your own) and the ASGI server
+(server.py, on the standard library)."""
 
+from .alternatives import AiohttpTransport, HttpClientTransport, Urllib3Transport
 from .client import AsyncClient, Credentials, SyncClient
 from .codec import JSON, PROTOBUF
 from .context import Context, ContextKey, ServerContext
 from .errors import ErrorCode, TwirpError
 from .hooks import ServerHooks
+from .http11 import HttptoolsSyncTransport, HttptoolsTransport
 from .server import DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, TwirpApp
 from .transport import (
-    AiohttpTransport,
     AsyncTransport,
     ConnectFailed,
-    HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
-    HttptoolsTransport,
     SyncTransport,
     TimedOut,
     TransportError,
-    Urllib3Transport,
 )
 
 __all__ = [
@@ -38,6 +37,7 @@ __all__ = [
     "HTTPRequest",
     "HTTPResponse",
     "HttpClientTransport",
+    "HttptoolsSyncTransport",
     "HttptoolsTransport",
     "ServerContext",
     "ServerHooks",

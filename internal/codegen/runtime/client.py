@@ -1,6 +1,6 @@
 """The generated Twirp clients' base classes: SyncClient (blocking) and AsyncClient (asyncio).
 Generated clients subclass these and add one typed method per RPC. They send through a
-transport (transport.py: http.client and httptools by default); hand them another one, e.g. one
+transport (http11.py's, on httptools, by default); hand them another one, e.g. one
 that wraps the default to spread calls over replicas or trace them.
 
 Credentials: `credentials` is a bearer token (a str), or a callable returning one (called
@@ -21,12 +21,11 @@ from google.protobuf.message import Message
 
 from . import codec
 from .errors import ErrorCode, TwirpError
+from .http11 import HttptoolsSyncTransport, HttptoolsTransport
 from .transport import (
     AsyncTransport,
-    HttpClientTransport,
     HTTPRequest,
     HTTPResponse,
-    HttptoolsTransport,
     SyncTransport,
     TimedOut,
     TransportError,
@@ -136,7 +135,7 @@ class SyncClient(_ClientBase):
             credentials=credentials,
         )
         self._owns_transport = transport is None
-        self.transport: SyncTransport = transport or HttpClientTransport()
+        self.transport: SyncTransport = transport or HttptoolsSyncTransport()
 
     def _call(
         self,
