@@ -80,9 +80,21 @@ lint: setup
     ruff format --check .
     mypy internal tests
 
-# Fail when proto/ is wire- or API-incompatible with the contracts on main.
-breaking against="main": setup
-    buf breaking --against '.git#branch={{against}},subdir=proto'
+# Fail when proto/ is wire- or API-incompatible with the contracts of any earlier commit
+# that changed them (every version ever published), or only with git ref `against`.
+breaking against="": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    refs="{{against}}"
+    [ -n "$refs" ] || refs="$(git log --format=%H -- proto)"
+    if [ "$(git rev-parse --is-shallow-repository)" = true ] && [ -z "{{against}}" ]; then
+        echo "a shallow clone: only the contracts of the commits it holds are compared" >&2
+    fi
+    for ref in $refs; do
+        buf breaking --against ".git#ref=$ref,subdir=proto" || {
+            echo "proto/ breaks the contracts of $ref" >&2; exit 1; }
+    done
+    echo "proto/ keeps the contracts of $(echo "$refs" | wc -w) earlier version(s)"
 
 # Debian packages the tests use as real parts: Prometheus (and promtool). Needs root or sudo.
 setup-tools:
