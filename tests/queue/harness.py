@@ -96,9 +96,14 @@ class Workers:
         )
 
     def kill(self) -> None:
-        """SIGKILL to every process of the group: nothing gets to clean up."""
+        """SIGKILL to every process of the group: nothing gets to clean up. Returns once
+        all of them have died (the forked workers too, whom no one here waits for), so that
+        what a dead process leaves (its doorbell, its leases) is left by then."""
         self._signal_group(signal.SIGKILL)
         self.process.wait()
+        deadline = time.monotonic() + 10
+        while _living_members(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM to the main process, as a supervisor stops workers: it passes the signal
@@ -116,6 +121,21 @@ class Workers:
     def _signal_group(self, signum: signal.Signals) -> None:
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
+
+
+def _living_members(group: int) -> list[int]:
+    """The processes of process group `group` that have not died (zombies have: their
+    sockets are closed)."""
+    living = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        state, pgid = fields[0], int(fields[2])
+        if pgid == group and state not in ("Z", "X"):
+            living.append(int(stat.parent.name))
+    return living
 
 
 @contextmanager
