@@ -5,8 +5,8 @@ Every message is a row. A worker *claims* a due row by leasing it (`leased_until
 `dead_letters` with the reason. Nothing is held only in a worker's memory: if the worker is
 SIGKILLed, its leases stop being renewed, expire after `visibility_timeout` seconds and the
 rows are claimed again by another worker; sooner when a consuming process of the same machine
-sees that the owner's pid is gone (a restarted worker as it starts, any worker every third of
-the timeout). While a process is alive, a lease keeper thread renews the leases of every
+sees that the owner has died (a restarted worker as it starts, any worker every third of the
+timeout; `lease_owners`). While a process is alive, a lease keeper thread renews the leases of every
 message it holds (running or waiting in its work queue), so a slow job is not delivered
 twice.
 
@@ -30,7 +30,6 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -45,6 +44,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 
 from internal.data.writers import WriterTurns
 
+from . import lease_owners
 from .middleware import describe_error, give_up_reason
 from .wakeup import Doorbell, doorbell_directory, ring, sender_socket
 
@@ -191,7 +191,7 @@ class SQLiteBroker(Broker):
         pid = os.getpid()
         if pid != self._pid:
             self._pid = pid
-            self._owner = f"{os.uname().nodename}:{pid}:{uuid.uuid4().hex[:12]}"
+            self._owner = lease_owners.this_process()
             self._local = threading.local()
             self._connections = []
             self._unacked = set()
@@ -515,9 +515,9 @@ class SQLiteBroker(Broker):
     def _reclaim_abandoned(self) -> int:
         """Gives back at once the leases of this machine's processes that have died (a
         worker SIGKILLed), so that their messages run again now rather than once the leases
-        run out; returns how many. A process whose pid exists keeps its leases, as do other
-        machines' processes: only the expiry tells that those died."""
-        host = os.uname().nodename
+        run out; returns how many. A process that lives keeps its leases, as do processes
+        this one cannot judge (other machines', other pid namespaces'): only the expiry
+        tells that those died (lease_owners)."""
         with self._db() as db:
             owners = [
                 owner
@@ -527,7 +527,7 @@ class SQLiteBroker(Broker):
                     (time.time(),),
                 )
             ]
-        dead = [owner for owner in owners if _died_here(owner, host)]
+        dead = [owner for owner in owners if lease_owners.died_here(owner)]
         if not dead:
             return 0
         with self._transaction() as db:
@@ -540,21 +540,6 @@ class SQLiteBroker(Broker):
             logger.warning("Gave back %d message(s) leased by dead processes: %s", released,
                            ", ".join(dead))  # fmt: skip
         return int(released)
-
-
-def _died_here(owner: str, host: str) -> bool:
-    """Whether a lease owner ("host:pid:nonce") is a process of this machine that is gone."""
-    owner_host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if owner_host != host or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, someone else's
-        return False
-    return False
 
 
 def _dead_letter_from_row(

@@ -99,29 +99,53 @@ def test_a_message_whose_worker_is_sigkilled_mid_job_runs_again(setup: Setup) ->
 def test_the_leases_of_a_dead_process_of_this_machine_are_given_back_at_once(
     setup: Setup,
 ) -> None:
-    ids = {key: send(setup.broker, "sleep_then_record", key, 0).message_id
-           for key in ("dead", "alive", "elsewhere", "mine")}  # fmt: skip
-    host, gone = os.uname().nodename, subprocess.Popen(["true"])
+    """Given back: a gone process's, a zombie's, a process's whose pid another has taken
+    since, and an older owner's (host:pid:nonce) whose pid is gone. Kept: a living
+    process's, another machine's, another pid namespace's, another boot's, and our own."""
+    host, mine = os.uname().nodename, setup.broker.lease_owner
+    boot, namespace, _ = mine.split(":", 3)[3].split("/")
+    gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that existed and is no more
+    zombie = subprocess.Popen(["true"])  # exits, and is not reaped until the test ends
+    wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] == "Z",
+             5, "the child to become a zombie")  # fmt: skip
+    init_started = Path("/proc/1/stat").read_text().rsplit(") ", 1)[1].split()[19]
+
+    def owner(pid: int, started: str, *, on: str = host, boot: str = boot,
+              namespace: str = namespace) -> str:  # fmt: skip
+        return f"{on}:{pid}:0123456789ab:{boot}/{namespace}/{started}"
+
     owners = {
-        "dead": f"{host}:{gone.pid}:0123456789ab",
-        "alive": f"{host}:1:0123456789ab",  # init: exists
-        "elsewhere": f"another-machine:{gone.pid}:0123456789ab",
-        "mine": setup.broker.lease_owner,
+        "gone": owner(gone.pid, "12345"),
+        "zombie": owner(zombie.pid, "12345"),
+        "pid taken since": owner(1, str(int(init_started) + 1)),
+        "older owner, gone": f"{host}:{gone.pid}:0123456789ab",
+        "alive": owner(1, init_started),
+        "older owner, alive": f"{host}:1:0123456789ab",
+        "another machine": owner(gone.pid, "12345", on="another-machine"),
+        "another pid namespace": owner(gone.pid, "12345", namespace="4026599999"),
+        "another boot": owner(gone.pid, "12345", boot="00000000-0000-0000-0000-000000000000"),
+        "mine": mine,
     }
+    ids = {key: send(setup.broker, "sleep_then_record", key, 0).message_id for key in owners}
     with setup.broker._transaction() as db:
-        for key, owner in owners.items():
+        for key, holder in owners.items():
             db.execute(
                 "UPDATE queue_messages SET leased_until = ?, lease_owner = ?, deliveries = 1"
                 " WHERE message_id = ?",
-                (time.time() + 600, owner, ids[key]),
+                (time.time() + 600, holder, ids[key]),
             )
-    assert setup.broker._reclaim_abandoned() == 1
-    assert setup.broker._reclaim_abandoned() == 0
+    try:
+        assert setup.broker._reclaim_abandoned() == 4
+        assert setup.broker._reclaim_abandoned() == 0
+    finally:
+        zombie.wait()
     with setup.broker._db() as db:
-        left = dict(db.execute("SELECT lease_owner, deliveries FROM queue_messages").fetchall())
-    assert set(left) == {None, owners["alive"], owners["elsewhere"], owners["mine"]}
-    assert left[None] == 1  # the dead attempt still counts towards the delivery cap
+        rows = db.execute("SELECT message_id, lease_owner, deliveries FROM queue_messages")
+        left = {message_id: (holder, deliveries) for message_id, holder, deliveries in rows}
+    given_back = {key for key, message_id in ids.items() if left[message_id][0] is None}
+    assert given_back == {"gone", "zombie", "pid taken since", "older owner, gone"}
+    assert all(left[ids[key]][1] == 1 for key in given_back)  # the dead attempt still counts
 
 
 def test_a_failing_job_is_retried_with_growing_backoff_then_dead_lettered_with_its_error(
