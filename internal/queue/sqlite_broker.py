@@ -15,8 +15,10 @@ queues: a delayed message (a job's next attempt, or `send_with_options(delay=...
 its own queue and becomes claimable at its eta. This broker therefore declares no delay
 queues, and a retry scheduled for hours ahead is not held by any worker meanwhile.
 
-An enqueue wakes the idle consumers of every process at once (`wakeup`); polling every
-`poll_interval` stays as the fallback, and is how delayed messages are found when due.
+An enqueue wakes the idle consumers of every process at once (`wakeup`), as does a message
+given back; an idle consumer otherwise sleeps until the earliest delayed message of its queue
+is due, or `poll_interval` at most: the fallback that finds a lost wake-up, or a lease that ran
+out (its worker on another machine died), within that time.
 
 Delivery is at least once: a message whose worker died, or a retry enqueued just before its
 worker died, can run twice; jobs are made idempotent above this layer.
@@ -129,7 +131,8 @@ class SQLiteBroker(Broker):
       visibility_timeout: seconds a claimed message stays invisible to other workers without
         its lease being renewed; after a worker dies, its messages are delivered again this
         long after its last renewal.
-      poll_interval: seconds an idle consumer waits before looking for due messages again.
+      poll_interval: the longest an idle consumer sleeps before looking again (it wakes at
+        once for an enqueue, and when the earliest delayed message of its queue is due).
       max_deliveries: a message claimed more often than this (its workers died each time)
         is dead-lettered instead of run again; None never gives up.
       middleware: as for `dramatiq.Broker`; None means Dramatiq's defaults.
@@ -140,7 +143,7 @@ class SQLiteBroker(Broker):
         path: str | os.PathLike[str],
         *,
         visibility_timeout: float = 60.0,
-        poll_interval: float = 0.1,
+        poll_interval: float = 1.0,
         max_deliveries: int | None = 20,
         middleware: list[Middleware] | None = None,
     ) -> None:
@@ -326,13 +329,13 @@ class SQLiteBroker(Broker):
                     now,
                 ),
             )
-        if not delay:
-            self._ring(message.queue_name)
+        self._ring(message.queue_name)  # a delayed one too: it may be due before their naps end
         self.emit_after("enqueue", message, delay)
         return message
 
     def _ring(self, queue_name: str) -> None:
-        """Wakes the queue's idle consumers in every process: a message is due."""
+        """Wakes the queue's idle consumers in every process: a message is due, or will be
+        sooner than they would look again."""
         if self._sender is None:
             self._sender = sender_socket()
         ring(self._doorbells, self._sender, queue_name)
@@ -435,6 +438,16 @@ class SQLiteBroker(Broker):
             ).fetchall()
         return sorted(rows)
 
+    def _next_due(self, queue_name: str) -> float | None:
+        """When the earliest message of the queue that is not due yet will be (its eta), or
+        None if there is none."""
+        with self._db() as db:
+            (eta,) = db.execute(
+                "SELECT MIN(eta) FROM queue_messages WHERE queue_name = ? AND eta > ?",
+                (queue_name, time.time()),
+            ).fetchone()
+        return None if eta is None else float(eta)
+
     def _ack(self, row_id: int) -> None:
         """Deletes the row; returns once that is committed, by this thread or by another one
         whose commit took this ack along (acks waiting for the write lock go together)."""
@@ -498,12 +511,15 @@ class SQLiteBroker(Broker):
         if not ids:
             return
         with self._transaction() as db:
-            db.execute(
+            queues = db.execute(
                 "UPDATE queue_messages"
                 " SET leased_until = NULL, lease_owner = NULL, deliveries = MAX(deliveries - 1, 0)"
-                f" WHERE lease_owner = ? AND id IN ({','.join('?' * len(ids))})",
+                f" WHERE lease_owner = ? AND id IN ({','.join('?' * len(ids))})"
+                " RETURNING queue_name",
                 (self.lease_owner, *ids),
-            )
+            ).fetchall()
+        for queue_name in {queue for (queue,) in queues}:
+            self._ring(queue_name)
 
     def _renew_leases(self) -> None:
         with self._transaction() as db:  # the clock is read once the write lock is held
@@ -531,11 +547,15 @@ class SQLiteBroker(Broker):
         if not dead:
             return 0
         with self._transaction() as db:
-            released = db.execute(
+            queues = db.execute(
                 "UPDATE queue_messages SET leased_until = NULL, lease_owner = NULL"
-                f" WHERE lease_owner IN ({','.join('?' * len(dead))})",
+                f" WHERE lease_owner IN ({','.join('?' * len(dead))})"
+                " RETURNING queue_name",
                 dead,
-            ).rowcount
+            ).fetchall()
+        released = len(queues)
+        for queue_name in {queue for (queue,) in queues}:
+            self._ring(queue_name)
         if released:
             logger.warning("Gave back %d message(s) leased by dead processes: %s", released,
                            ", ".join(dead))  # fmt: skip
@@ -640,9 +660,17 @@ class _SQLiteConsumer(Consumer):
             generation = self.bell.generation()
             self._claim(room)
             if not self.claimed:
-                self.bell.wait(generation, self.broker.poll_interval)
+                self.bell.wait(generation, self._nap())
                 return None
         return self.claimed.popleft()
+
+    def _nap(self) -> float:
+        """How long to sleep when nothing is due: until the next delayed message is, at most
+        poll_interval (an enqueue or a message given back wakes the sleeper sooner)."""
+        due = self.broker._next_due(self.queue_name)
+        if due is None:
+            return self.broker.poll_interval
+        return min(self.broker.poll_interval, max(due - time.time(), 0.0))
 
     def _claim(self, limit: int) -> None:
         for row_id, body, deliveries in self.broker._claim(self.queue_name, limit):

@@ -262,6 +262,25 @@ def test_an_enqueue_wakes_idle_workers_in_other_processes_at_once(setup: Setup) 
     assert done == [f"w{i}" for i in range(1, 6)]
 
 
+def test_an_idle_worker_runs_a_delayed_message_when_it_is_due_not_at_its_next_poll(
+    setup: Setup,
+) -> None:
+    """The workers poll only once a minute here: each delayed message runs at its eta,
+    because an idle consumer sleeps until the earliest one is due (and an enqueue, delayed
+    or not, wakes it to look again)."""
+    with running_workers(
+        setup.workers_env(QUEUE_TEST_POLL_INTERVAL="60"), setup.log, processes=2, threads=2
+    ) as workers:
+        time.sleep(1)  # both processes idle, sleeping for the poll interval
+        sent_at = time.time()
+        for key, delay_ms in (("later", 1500), ("sooner", 600), ("now", 0)):
+            send(setup.broker, "record", key, delay=delay_ms)
+        wait_for(lambda: len(read_runs(setup.runs, "done")) == 3, 10, "three runs", workers)
+    ran = {run.key: run.at - sent_at for run in read_runs(setup.runs, "done")}
+    assert ran["now"] < ran["sooner"] < ran["later"] < 10  # each long before the next poll
+    assert ran["sooner"] >= 0.6 and ran["later"] >= 1.5  # and none before its time
+
+
 def test_a_dead_processs_doorbell_is_removed_by_the_next_enqueue(setup: Setup) -> None:
     with running_workers(setup.env, setup.log) as workers:
         time.sleep(1)
