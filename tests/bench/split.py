@@ -1,0 +1,150 @@
+"""Where a workflow's CPU goes, process by process: the whole system as tests/bench/welcome.py
+runs it, each process's user and system CPU (with that of its children, such as convert) read
+from /proc around a load, divided by the workflows it carried; or, idle, per second.
+
+    python -m tests.bench.split welcome [--users 3000] [--concurrency 32 | --rate 15]
+    python -m tests.bench.split conversion [--conversions 40] [--concurrency 10]
+    python -m tests.bench.split idle [--seconds 20]
+
+The figures of `just bench` sum these; this shows which process to profile
+(tests/bench/profiles.py) and, run against an older revision from a git worktree
+(PYTHONPATH=<worktree>:<worktree>/gen), what a change moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from internal.supervisor import System
+from tests.bench.conversion import Uploader, the_image
+from tests.bench.welcome import descendants, load
+from tests.e2e.system import whole_system
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """Seconds of CPU: the process's own in user and kernel mode, and its reaped children's."""
+
+    user: float
+    system: float
+    children: float
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(
+            self.user - other.user, self.system - other.system, self.children - other.children
+        )
+
+
+def cpu_of(pids: list[int]) -> Cpu:
+    ticks = [0, 0, 0]
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        ticks[0] += int(fields[11])
+        ticks[1] += int(fields[12])
+        ticks[2] += int(fields[13]) + int(fields[14])
+    hertz = os.sysconf("SC_CLK_TCK")
+    return Cpu(ticks[0] / hertz, ticks[1] / hertz, ticks[2] / hertz)
+
+
+Snapshot = dict[str, tuple[list[int], Cpu]]  # process name -> its pids, their CPU so far
+
+
+def snapshot(system: System) -> Snapshot:
+    processes = {
+        name: [child.process.pid, *descendants(child.process.pid)]
+        for name, child in system.children.items()
+        if child.process is not None
+    }
+    return {name: (pids, cpu_of(pids)) for name, pids in processes.items()}
+
+
+def spent_since(before: Snapshot) -> dict[str, Cpu]:
+    return {name: cpu_of(pids) - cpu for name, (pids, cpu) in before.items()}
+
+
+def report(spent: dict[str, Cpu], count: float, unit: str) -> None:
+    total = 0.0
+    for name, cpu in spent.items():
+        user, system, children = (1000 * s / count for s in (cpu.user, cpu.system, cpu.children))
+        total += user + system + children
+        extra = f"  children {children:7.2f}" if children else ""
+        print(f"{name:12s} user {user:7.2f}  sys {system:6.2f}{extra}  ms {unit}")
+    print(f"{'total':12s} {total:7.2f} ms {unit}")
+
+
+def welcome(system: System, args: argparse.Namespace) -> None:
+    load(system, "--users", "300", "--concurrency", "32")  # warm up
+    shape = ["--rate", f"{args.rate:g}"] if args.rate else ["--concurrency", str(args.concurrency)]
+    before = snapshot(system)
+    figures = load(system, "--users", str(args.users), *shape)
+    print(f"welcome: {figures['emails']}")
+    report(spent_since(before), float(figures["emails"]["completed"]), "per workflow")
+
+
+def conversion(system: System, args: argparse.Namespace) -> None:
+    image = the_image()
+
+    async def convert() -> None:
+        uploader = Uploader(system.settings)
+        try:
+            await uploader.sign_up()
+            for index in range(3):  # warm up
+                await uploader.convert(image, -index)
+            limit = asyncio.Semaphore(args.concurrency)
+
+            async def one(index: int) -> None:
+                async with limit:
+                    await uploader.convert(image, index)
+
+            before, started = snapshot(system), time.perf_counter()
+            await asyncio.gather(*(one(index) for index in range(args.conversions)))
+            rate = args.conversions / (time.perf_counter() - started)
+            print(f"conversions: {rate:.2f}/s at concurrency {args.concurrency}")
+            report(spent_since(before), float(args.conversions), "per conversion")
+        finally:
+            if uploader.watcher is not None:
+                uploader.watcher.cancel()
+            await uploader.peers.aclose()
+
+    asyncio.run(convert())
+
+
+def idle(system: System, args: argparse.Namespace) -> None:
+    load(system, "--users", "50", "--concurrency", "8")  # every path taken once
+    time.sleep(3)
+
+    before = snapshot(system)
+    time.sleep(args.seconds)
+    report(spent_since(before), args.seconds, "per second")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("what", choices=["welcome", "conversion", "idle"])
+    parser.add_argument("--users", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=0, help="default: 32, conversions 10")
+    parser.add_argument("--rate", type=float, default=0.0, help="welcome: an open loop instead")
+    parser.add_argument("--conversions", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    args.concurrency = args.concurrency or (10 if args.what == "conversion" else 32)
+    what = {"welcome": welcome, "conversion": conversion, "idle": idle}[args.what]
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-split-") as tmp,
+        whole_system(Path(tmp)) as system,
+    ):
+        what(system, args)
+
+
+if __name__ == "__main__":
+    main()
