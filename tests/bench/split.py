@@ -15,46 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from internal.supervisor import System
 from tests.bench.conversion import Uploader, the_image
-from tests.bench.welcome import descendants, load
+from tests.bench.welcome import Cpu, cpu_of, descendants, load
 from tests.e2e.system import whole_system
-
-
-@dataclass(frozen=True)
-class Cpu:
-    """Seconds of CPU: the process's own in user and kernel mode, and its reaped children's."""
-
-    user: float
-    system: float
-    children: float
-
-    def __sub__(self, other: Cpu) -> Cpu:
-        return Cpu(
-            self.user - other.user, self.system - other.system, self.children - other.children
-        )
-
-
-def cpu_of(pids: list[int]) -> Cpu:
-    ticks = [0, 0, 0]
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except FileNotFoundError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        ticks[0] += int(fields[11])
-        ticks[1] += int(fields[12])
-        ticks[2] += int(fields[13]) + int(fields[14])
-    hertz = os.sysconf("SC_CLK_TCK")
-    return Cpu(ticks[0] / hertz, ticks[1] / hertz, ticks[2] / hertz)
-
 
 Snapshot = dict[str, tuple[list[int], Cpu]]  # process name -> its pids, their CPU so far
 

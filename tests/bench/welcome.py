@@ -135,15 +135,37 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes, and of their children that have exited and been
-    waited for (cutime + cstime), in seconds."""
-    ticks = 0
+@dataclass(frozen=True)
+class Cpu:
+    """Seconds of CPU: the processes' own in user and kernel mode (utime, stime), and that of
+    their children that have exited and been waited for (cutime + cstime)."""
+
+    user: float
+    system: float
+    children: float
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(
+            self.user - other.user, self.system - other.system, self.children - other.children
+        )
+
+
+def cpu_of(pids: list[int]) -> Cpu:
+    ticks = [0, 0, 0]
     for pid in pids:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except FileNotFoundError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        ticks[0] += int(fields[11])
+        ticks[1] += int(fields[12])
+        ticks[2] += int(fields[13]) + int(fields[14])
+    hertz = os.sysconf("SC_CLK_TCK")
+    return Cpu(ticks[0] / hertz, ticks[1] / hertz, ticks[2] / hertz)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """All the CPU of these processes and their waited-for children, in seconds."""
+    cpu = cpu_of(pids)
+    return cpu.user + cpu.system + cpu.children

@@ -65,6 +65,13 @@ class _Targets:
         return target
 
 
+def _failed(exc: OSError, request: HTTPRequest) -> TransportError:
+    """What an exchange that broke with `exc` raises: TimedOut, or TransportError."""
+    if isinstance(exc, TimeoutError):
+        return TimedOut(f"no answer within {request.timeout} s")
+    return TransportError(describe(exc))
+
+
 def _request_bytes(start: bytes, request: HTTPRequest) -> bytes:
     """The whole request as sent: `start`, the caller's headers, the body."""
     head = [start, b"content-length: %d\r\n" % len(request.body)]
@@ -147,12 +154,11 @@ class HttptoolsSyncTransport:
         connection = self._reused(origin) or self._connect(origin, request.timeout)
         try:
             answer = connection.exchange(data, request.timeout)
-        except BaseException as exc:
+        except (TimeoutError, OSError) as exc:
             connection.close()  # in the middle of an exchange: never reused
-            if isinstance(exc, TimeoutError):
-                raise TimedOut(f"no answer within {request.timeout} s") from exc
-            if isinstance(exc, OSError):
-                raise TransportError(describe(exc)) from exc
+            raise _failed(exc, request) from exc
+        except BaseException:
+            connection.close()
             raise
         if connection.reader.keep_alive:
             connection.idle_since = time.monotonic()
@@ -269,10 +275,8 @@ class HttptoolsTransport:
             except BaseException as exc:
                 if exchange is not None:
                     exchange.close()  # in the middle of an exchange: never reused
-                if isinstance(exc, TimeoutError):
-                    raise TimedOut(f"no answer within {request.timeout} s") from exc
-                if isinstance(exc, OSError):
-                    raise TransportError(describe(exc)) from exc
+                if isinstance(exc, OSError):  # TimeoutError too
+                    raise _failed(exc, request) from exc
                 raise
             if exchange.reader.keep_alive and not exchange.closed:
                 exchange.idle_since = time.monotonic()
