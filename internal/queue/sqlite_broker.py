@@ -83,8 +83,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_queue ON dead_letters (queue_name, dead_at);
 """
 
-# A row is due when its eta has passed and nobody holds a live lease on it.
-_DUE = "queue_name = :queue AND eta <= :now AND (leased_until IS NULL OR leased_until <= :now)"
+# A row waits when nobody holds a live lease on it, and is due once its eta has passed too.
+_WAITING = "queue_name = :queue AND (leased_until IS NULL OR leased_until <= :now)"
+_DUE = f"{_WAITING} AND eta <= :now"
 
 
 class DeliveryLimitExceeded(SkipMessage):
@@ -407,16 +408,21 @@ class SQLiteBroker(Broker):
 
     # -- what consumers do --------------------------------------------------------------------
 
-    def _claim(self, queue_name: str, limit: int) -> list[tuple[int, bytes, int]]:
-        """Leases up to `limit` due messages to this process: (row id, body, deliveries)."""
+    def _claim(
+        self, queue_name: str, limit: int
+    ) -> tuple[list[tuple[int, bytes, int]], float | None]:
+        """Leases up to `limit` due messages to this process: (row id, body, deliveries).
+        With none, also when to look again: the eta of the earliest waiting message (now, if
+        another process took the due ones first), or None if no message waits."""
         with self._db() as db:
             # A read never waits for writers in WAL mode; most polls find nothing and so never
             # take the write lock.
-            params = {"queue": queue_name, "now": time.time(), "limit": limit}
-            if not db.execute(
-                f"SELECT 1 FROM queue_messages WHERE {_DUE} LIMIT 1", params
-            ).fetchone():
-                return []
+            params = {"queue": queue_name, "now": time.time()}
+            first = db.execute(
+                f"SELECT eta FROM queue_messages WHERE {_WAITING} ORDER BY eta LIMIT 1", params
+            ).fetchone()
+            if first is None or first[0] > params["now"]:
+                return [], None if first is None else float(first[0])
         with self._transaction() as db:
             # The clock is read once the write lock is held: a lease computed before a long
             # wait for the lock would start out already (nearly) expired, and another process
@@ -436,17 +442,7 @@ class SQLiteBroker(Broker):
                     "owner": self.lease_owner,
                 },
             ).fetchall()
-        return sorted(rows)
-
-    def _next_due(self, queue_name: str) -> float | None:
-        """When the earliest message of the queue that is not due yet will be (its eta), or
-        None if there is none."""
-        with self._db() as db:
-            (eta,) = db.execute(
-                "SELECT MIN(eta) FROM queue_messages WHERE queue_name = ? AND eta > ?",
-                (queue_name, time.time()),
-            ).fetchone()
-        return None if eta is None else float(eta)
+        return sorted(rows), (None if rows else now)
 
     def _ack(self, row_id: int) -> None:
         """Deletes the row; returns once that is committed, by this thread or by another one
@@ -518,6 +514,10 @@ class SQLiteBroker(Broker):
                 " RETURNING queue_name",
                 (self.lease_owner, *ids),
             ).fetchall()
+        self._ring_each(queues)
+
+    def _ring_each(self, queues: Iterable[tuple[str]]) -> None:
+        """Rings once for each queue named in these rows (messages given back)."""
         for queue_name in {queue for (queue,) in queues}:
             self._ring(queue_name)
 
@@ -553,13 +553,11 @@ class SQLiteBroker(Broker):
                 " RETURNING queue_name",
                 dead,
             ).fetchall()
-        released = len(queues)
-        for queue_name in {queue for (queue,) in queues}:
-            self._ring(queue_name)
-        if released:
-            logger.warning("Gave back %d message(s) leased by dead processes: %s", released,
+        self._ring_each(queues)
+        if queues:
+            logger.warning("Gave back %d message(s) leased by dead processes: %s", len(queues),
                            ", ".join(dead))  # fmt: skip
-        return int(released)
+        return len(queues)
 
 
 def _dead_letter_from_row(
@@ -658,22 +656,23 @@ class _SQLiteConsumer(Consumer):
                     self.room.wait(self.broker.poll_interval)
                     return None
             generation = self.bell.generation()
-            self._claim(room)
+            next_due = self._claim(room)
             if not self.claimed:
-                self.bell.wait(generation, self._nap())
+                self.bell.wait(generation, self._nap(next_due))
                 return None
         return self.claimed.popleft()
 
-    def _nap(self) -> float:
-        """How long to sleep when nothing is due: until the next delayed message is, at most
-        poll_interval (an enqueue or a message given back wakes the sleeper sooner)."""
-        due = self.broker._next_due(self.queue_name)
-        if due is None:
+    def _nap(self, next_due: float | None) -> float:
+        """How long to sleep when nothing is due: until `next_due`, at most poll_interval
+        (an enqueue or a message given back wakes the sleeper sooner)."""
+        if next_due is None:
             return self.broker.poll_interval
-        return min(self.broker.poll_interval, max(due - time.time(), 0.0))
+        return min(self.broker.poll_interval, max(next_due - time.time(), 0.0))
 
-    def _claim(self, limit: int) -> None:
-        for row_id, body, deliveries in self.broker._claim(self.queue_name, limit):
+    def _claim(self, limit: int) -> float | None:
+        """Claims up to `limit` messages; when none, returns when to look again (_nap)."""
+        rows, next_due = self.broker._claim(self.queue_name, limit)
+        for row_id, body, deliveries in rows:
             try:
                 message = Message.decode(body)
             except DecodeError as error:
@@ -683,6 +682,7 @@ class _SQLiteConsumer(Consumer):
             with self.room:
                 self.outstanding.add(row_id)
             self.claimed.append(SQLiteMessage(message, row_id, deliveries))
+        return next_due
 
     def _done(self, message: MessageProxy) -> int:
         if not isinstance(message, SQLiteMessage):
