@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mcsv.v1 import client_pb2, common_pb2, job_pb2, user_pb2
@@ -165,6 +166,36 @@ class Uploader:
         """Seconds from the job's insertion to its (last) attempt's start."""
         job = (await self.jobs.get_job(job_pb2.GetJobRequest(id=job_id))).job
         return (job.attempted_at.ToNanoseconds() - job.inserted_at.ToNanoseconds()) / 1e9
+
+
+def conversion_load(
+    system: System, conversions: int, concurrency: int, started: Callable[[], None] = lambda: None
+) -> float:
+    """Conversions per second of `conversions` run `concurrency` at a time by one user, after
+    three to warm every process's path; `started` is called once warm, just before the load."""
+
+    async def convert() -> float:
+        image, uploader = the_image(), Uploader(system.settings)
+        try:
+            await uploader.sign_up()
+            for index in range(3):
+                await uploader.convert(image, -index)
+            limit = asyncio.Semaphore(concurrency)
+
+            async def one(index: int) -> None:
+                async with limit:
+                    await uploader.convert(image, index)
+
+            started()
+            began = time.perf_counter()
+            await asyncio.gather(*(one(index) for index in range(conversions)))
+            return conversions / (time.perf_counter() - began)
+        finally:
+            if uploader.watcher is not None:
+                uploader.watcher.cancel()
+            await uploader.peers.aclose()
+
+    return asyncio.run(convert())
 
 
 async def _in_system(system: System, image: bytes, singles: int, many: int, rounds: int

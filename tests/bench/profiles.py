@@ -1,9 +1,11 @@
-"""Where the welcome workflow's time goes: the whole system as tests/bench/welcome.py runs it,
-py-spy attached to every process during a closed-loop load, and each process's busiest
-functions printed (share of its busy samples spent in a function and what it calls, and
-in the function itself).
+"""Where a workflow's time goes: the whole system as tests/bench/welcome.py runs it, py-spy
+attached to every process during a load of welcome workflows (closed or open loop) or of
+conversions (tests/bench/conversion.py's), and each process's busiest functions printed
+(share of its busy samples spent in a function and what it calls, and in the function
+itself).
 
-    python -m tests.bench.profiles [--users 3000] [--concurrency 32] [--out DIR] [--top 25]
+    python -m tests.bench.profiles [--users 3000] [--concurrency 32 | --rate 150] [--gil]
+    python -m tests.bench.profiles --conversions 80 [--concurrency 10] [--gil]
 
 The raw profiles (collapsed stacks, one file per process) stay in --out, readable by
 flamegraph tools. py-spy samples each process 100 times a second (it pauses it briefly for
@@ -12,6 +14,7 @@ each sample): figures measured with it attached are not the benchmark's."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tests.bench.conversion import conversion_load
 from tests.bench.welcome import load
 from tests.e2e.system import whole_system
 
@@ -29,7 +33,8 @@ FRAME_LINE = re.compile(r":\d+\)$")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=0, help="default: 32, conversions 10")
+    parser.add_argument("--conversions", type=int, default=0, help="conversions, not welcomes")
     parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
     parser.add_argument("--out", type=Path, default=Path("var/profiles"))
     parser.add_argument("--top", type=int, default=25)
@@ -43,7 +48,8 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="profile-welcome-") as tmp,
         whole_system(Path(tmp)) as system,
     ):
-        load(system, "--users", "200", "--concurrency", str(args.concurrency))  # warm up
+        if not args.conversions:
+            load(system, "--users", "200", "--concurrency", "32")  # warm up
         recorders = {
             name: subprocess.Popen(
                 [
@@ -54,7 +60,7 @@ def main() -> None:
                     "--format",
                     "raw",
                     "--rate",
-                    "100",
+                    os.environ.get("SPY_RATE", "100"),
                     "--output",
                     str(args.out / f"{name}.txt"),
                     "--nonblocking",
@@ -67,15 +73,19 @@ def main() -> None:
             if child.process is not None
         }
         time.sleep(1)  # attached
-        shape = ["--concurrency", str(args.concurrency)]
-        if args.rate:
-            shape = ["--rate", f"{args.rate:g}"]
-        figures = load(system, "--users", str(args.users), *shape)
+        if args.conversions:
+            rate = conversion_load(system, args.conversions, args.concurrency or 10)
+            outcome = f"{args.conversions} conversions at {rate:.2f}/s"
+        else:
+            shape = ["--concurrency", str(args.concurrency or 32)]
+            if args.rate:
+                shape = ["--rate", f"{args.rate:g}"]
+            outcome = str(load(system, "--users", str(args.users), *shape)["emails"])
         for recorder in recorders.values():
             recorder.send_signal(2)  # SIGINT: py-spy writes its output and exits
         for recorder in recorders.values():
             recorder.wait(60)
-    print(f"load: {figures['emails']}")
+    print(f"load: {outcome}")
     for name in recorders:
         print(summarize(args.out / f"{name}.txt", name, args.top))
 

@@ -14,13 +14,12 @@ The figures of `just bench` sum these; this shows which process to profile
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
 import time
 from pathlib import Path
 
 from internal.supervisor import System
-from tests.bench.conversion import Uploader, the_image
+from tests.bench.conversion import conversion_load
 from tests.bench.welcome import Cpu, cpu_of, descendants, load
 from tests.e2e.system import whole_system
 
@@ -60,31 +59,12 @@ def welcome(system: System, args: argparse.Namespace) -> None:
 
 
 def conversion(system: System, args: argparse.Namespace) -> None:
-    image = the_image()
-
-    async def convert() -> None:
-        uploader = Uploader(system.settings)
-        try:
-            await uploader.sign_up()
-            for index in range(3):  # warm up
-                await uploader.convert(image, -index)
-            limit = asyncio.Semaphore(args.concurrency)
-
-            async def one(index: int) -> None:
-                async with limit:
-                    await uploader.convert(image, index)
-
-            before, started = snapshot(system), time.perf_counter()
-            await asyncio.gather(*(one(index) for index in range(args.conversions)))
-            rate = args.conversions / (time.perf_counter() - started)
-            print(f"conversions: {rate:.2f}/s at concurrency {args.concurrency}")
-            report(spent_since(before), float(args.conversions), "per conversion")
-        finally:
-            if uploader.watcher is not None:
-                uploader.watcher.cancel()
-            await uploader.peers.aclose()
-
-    asyncio.run(convert())
+    before: list[Snapshot] = []
+    rate = conversion_load(
+        system, args.conversions, args.concurrency, lambda: before.append(snapshot(system))
+    )
+    print(f"conversions: {rate:.2f}/s at concurrency {args.concurrency}")
+    report(spent_since(before[0]), float(args.conversions), "per conversion")
 
 
 def idle(system: System, args: argparse.Namespace) -> None:
