@@ -59,7 +59,11 @@ class _StorageEndpoint:
         except URLRefused as error:
             return _refuse(403, str(error))
         if method == "PUT":
-            if await anyio.to_thread.run_sync(self._storage.exists, key):
+            # A URL used again is refused before its body is read, unless the body is small:
+            # then its commit refuses it (409 too), in the thread hop that writes it.
+            if not _declared_small(request) and await anyio.to_thread.run_sync(
+                self._storage.exists, key
+            ):
                 return _refuse(409, "the object exists: a presigned PUT URL is used once")
             return await self._receive(request, key, content_type)
         return await self._send(request, key)
@@ -159,6 +163,12 @@ class _StorageEndpoint:
         body_timeout seconds."""
         with anyio.fail_after(self._body_timeout):
             return await anext(chunks, None)
+
+
+def _declared_small(request: Request) -> bool:
+    """Whether the request declares a body that fits in one chunk."""
+    declared = request.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) <= CHUNK_BYTES
 
 
 async def _chunks(stored: StoredObject) -> AsyncIterator[bytes]:

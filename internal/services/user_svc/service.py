@@ -16,6 +16,7 @@ import mimetypes
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
@@ -170,7 +171,6 @@ class UserService:
         user_id = require(request.user_id, "user_id")
         if not auth.may_see(ctx, user_id):  # the allow-list admits users only
             raise TwirpError(ErrorCode.PERMISSION_DENIED, "uploads only for your own user")
-        user = await asyncio.to_thread(self._user, user_id)
         filename = require(request.filename, "filename", max_length=255)
         image = request.image_data  # a copy at each access: taken once
         size = len(image)
@@ -180,19 +180,40 @@ class UserService:
             raise invalid_argument(
                 "image_data", f"is {size} bytes; the limit is {self.max_upload_bytes}"
             )
-        options = request.options
-        if options.quality not in common_pb2.PdfQuality.values():
-            raise invalid_argument("options.quality", f"unknown quality {options.quality}")
+        if request.options.quality not in common_pb2.PdfQuality.values():
+            raise invalid_argument("options.quality", f"unknown quality {request.options.quality}")
         key = request.idempotency_key.strip() or None
-        if key is not None:
-            if len(key) > 200:
-                raise invalid_argument("idempotency_key", "is longer than 200 characters")
-            earlier = await asyncio.to_thread(self._keyed_conversion, user.id, key)
-            if earlier is not None:  # a repeated request: the first one's conversion
-                observability.tag(user_id=user.id, conversion_id=earlier.id)
-                return user_pb2.ConvertImageResponse(conversion=conversion_message(earlier))
+        if key is not None and len(key) > 200:
+            raise invalid_argument("idempotency_key", "is longer than 200 characters")
         conversion_id = uuid.uuid4().hex
-        observability.tag(user_id=user.id, conversion_id=conversion_id)
+        observability.tag(user_id=user_id, conversion_id=conversion_id)
+        lease = self._inline_lease()
+        upload = _Upload(conversion_id, user_id, filename, request.options, image, key)
+        row, intent = await asyncio.to_thread(self._accept_upload, upload, trace_context(), lease)
+        del image, upload  # stored: its memory goes back before the rest of the request
+        if intent is None:  # an earlier request with the same key: its conversion
+            observability.tag(conversion_id=row.id)
+        elif not lease:
+            self.relay.wake()  # the intent is the relay's: at once, not at its next poll
+        elif await self.relay.send_own(intent) is Delivery.REJECTED:
+            row = await asyncio.to_thread(self._conversion, row.id)  # failed by now
+        else:
+            row.job_id = intent.job_id
+        return user_pb2.ConvertImageResponse(conversion=conversion_message(row))
+
+    def _accept_upload(
+        self, upload: _Upload, trace: dict[str, str], lease: float
+    ) -> tuple[ConversionRow, OutboxRow | None]:
+        """ConvertImage's blocking half, in one thread hop (a hop costs more CPU than the
+        reads it saves): the user, then the conversion of an earlier request with the same
+        idempotency key (and no intent; nothing is stored), or else the image stored and
+        recorded with its job's intent (_store_upload)."""
+        user = self._user(upload.user_id)
+        if upload.idempotency_key is not None:
+            earlier = self._keyed_conversion(user.id, upload.idempotency_key)
+            if earlier is not None:
+                return earlier, None
+        conversion_id, filename, options = upload.conversion_id, upload.filename, upload.options
         safe_name = UNSAFE.sub("_", filename).strip("._") or "image"
         source_key = f"uploads/{conversion_id}/{safe_name}"
         expires = time.time() + self.url_ttl.total_seconds()
@@ -207,32 +228,19 @@ class UserService:
             pdf_download_url_expires_at=timestamp(expires),
             options=options,
         )
-        lease = self._inline_lease()
-        upload = ConversionRow(
+        row = ConversionRow(
             id=conversion_id,
             user_id=user.id,
             filename=filename,
             options=options.SerializeToString(),
             state=user_pb2.CONVERSION_STATE_PENDING,
             source_key=source_key,
-            source_bytes=size,
+            source_bytes=len(upload.image),
             created_at=time.time(),
-            idempotency_key=key,
+            idempotency_key=upload.idempotency_key,
         )
         job = job_pb2.EnqueueConversionRequest(args=args).SerializeToString()
-        row, intent = await asyncio.to_thread(
-            self._store_upload, image, upload, job, trace_context(), lease
-        )
-        del image  # stored: its memory goes back before the rest of the request
-        if intent is None:  # a concurrent request with the same key was first
-            observability.tag(conversion_id=row.id)
-        elif not lease:
-            self.relay.wake()  # the intent is the relay's: at once, not at its next poll
-        elif await self.relay.send_own(intent) is Delivery.REJECTED:
-            row = await asyncio.to_thread(self._conversion, row.id)  # failed by now
-        else:
-            row.job_id = intent.job_id
-        return user_pb2.ConvertImageResponse(conversion=conversion_message(row))
+        return self._store_upload(upload.image, row, job, trace, lease)
 
     def _keyed_conversion(self, user_id: str, key: str) -> ConversionRow | None:
         with self.database.connection_context():
@@ -417,6 +425,18 @@ class UserService:
     def prune_outbox(self) -> int:
         """Deletes the outbox's finished intents whose retention ended; their count."""
         return outbox.prune(self.database, time.time() - self.settings.outbox_retention_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """A ConvertImage request, checked: what its thread hop stores and records."""
+
+    conversion_id: str
+    user_id: str
+    filename: str
+    options: common_pb2.ConversionOptions
+    image: bytes
+    idempotency_key: str | None
 
 
 @functools.cache
