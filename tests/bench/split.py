@@ -6,6 +6,9 @@ from /proc around a load, divided by the workflows it carried; or, idle, per sec
     python -m tests.bench.split conversion [--conversions 40] [--concurrency 10]
     python -m tests.bench.split idle [--seconds 20]
 
+Each line also counts the process's wake-ups (voluntary context switches of its threads) per
+workflow: thread hand-offs and waits, a count that hardly moves with the machine's speed or
+load, so a change that saves some shows even where CPU figures are lost in the noise.
 The figures of `just bench` sum these; this shows which process to profile
 (tests/bench/profiles.py) and, run against an older revision from a git worktree
 (PYTHONPATH=<worktree>:<worktree>/gen), what a change moved.
@@ -14,6 +17,7 @@ The figures of `just bench` sum these; this shows which process to profile
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +27,8 @@ from tests.bench.conversion import conversion_load
 from tests.bench.welcome import Cpu, cpu_of, descendants, load
 from tests.e2e.system import whole_system
 
-Snapshot = dict[str, tuple[list[int], Cpu]]  # process name -> its pids, their CPU so far
+# process name -> its pids, their CPU and wake-ups so far
+Snapshot = dict[str, tuple[list[int], Cpu, int]]
 
 
 def snapshot(system: System) -> Snapshot:
@@ -32,21 +37,42 @@ def snapshot(system: System) -> Snapshot:
         for name, child in system.children.items()
         if child.process is not None
     }
-    return {name: (pids, cpu_of(pids)) for name, pids in processes.items()}
+    return {name: (pids, cpu_of(pids), wakeups_of(pids)) for name, pids in processes.items()}
 
 
-def spent_since(before: Snapshot) -> dict[str, Cpu]:
-    return {name: cpu_of(pids) - cpu for name, (pids, cpu) in before.items()}
+def wakeups_of(pids: list[int]) -> int:
+    """How often the processes' threads went to sleep and were woken since they started (their
+    voluntary context switches): each thread hand-off, each wait for a socket, a lock or the
+    GIL. Unlike CPU time, it hardly moves with the machine's speed."""
+    count = 0
+    for pid in pids:
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            with contextlib.suppress(FileNotFoundError):
+                for line in status.read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        count += int(line.split()[1])
+    return count
 
 
-def report(spent: dict[str, Cpu], count: float, unit: str) -> None:
-    total = 0.0
-    for name, cpu in spent.items():
+def spent_since(before: Snapshot) -> dict[str, tuple[Cpu, int]]:
+    return {
+        name: (cpu_of(pids) - cpu, wakeups_of(pids) - wakeups)
+        for name, (pids, cpu, wakeups) in before.items()
+    }
+
+
+def report(spent: dict[str, tuple[Cpu, int]], count: float, unit: str) -> None:
+    total, total_wakeups = 0.0, 0
+    for name, (cpu, wakeups) in spent.items():
         user, system, children = (1000 * s / count for s in (cpu.user, cpu.system, cpu.children))
         total += user + system + children
+        total_wakeups += wakeups
         extra = f"  children {children:7.2f}" if children else ""
-        print(f"{name:12s} user {user:7.2f}  sys {system:6.2f}{extra}  ms {unit}")
-    print(f"{'total':12s} {total:7.2f} ms {unit}")
+        print(
+            f"{name:12s} user {user:7.2f}  sys {system:6.2f}{extra}  ms  "
+            f"wake-ups {wakeups / count:6.1f}  {unit}"
+        )
+    print(f"{'total':12s} {total:7.2f} ms  wake-ups {total_wakeups / count:6.1f}  {unit}")
 
 
 def welcome(system: System, args: argparse.Namespace) -> None:
