@@ -8,8 +8,8 @@ itself).
     python -m tests.bench.profiles --conversions 80 [--concurrency 10] [--gil]
 
 The raw profiles (collapsed stacks, one file per process) stay in --out, readable by
-flamegraph tools. py-spy samples each process 100 times a second (it pauses it briefly for
-each sample): figures measured with it attached are not the benchmark's."""
+flamegraph tools. py-spy samples each process 100 times a second, or SPY_RATE times (it pauses
+it briefly for each sample): figures measured with it attached are not the benchmark's."""
 
 from __future__ import annotations
 
