@@ -11,6 +11,7 @@ and pid alone, as they were; so are all where /proc is not there to read (not Li
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -46,9 +47,10 @@ def _process_identity(pid: int) -> str:
     return f"{boot}/{namespace}/{_start_time(pid) or _UNKNOWN}"
 
 
+@functools.cache
 def _machine() -> tuple[str, str]:
     """This boot's id and this process's pid namespace (its inode), or "-" for either
-    that cannot be read."""
+    that cannot be read; read once, as neither changes while the process runs."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip() or _UNKNOWN
     except OSError:

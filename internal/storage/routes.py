@@ -61,9 +61,9 @@ class _StorageEndpoint:
         if method == "PUT":
             # A URL used again is refused before its body is read, unless the body is small:
             # then its commit refuses it (409 too), in the thread hop that writes it.
-            if not _declared_small(request) and await anyio.to_thread.run_sync(
-                self._storage.exists, key
-            ):
+            declared = _declared_length(request)
+            small = declared is not None and declared <= CHUNK_BYTES
+            if not small and await anyio.to_thread.run_sync(self._storage.exists, key):
                 return _refuse(409, "the object exists: a presigned PUT URL is used once")
             return await self._receive(request, key, content_type)
         return await self._send(request, key)
@@ -97,8 +97,8 @@ class _StorageEndpoint:
 
     async def _receive(self, request: Request, key: str, content_type: str) -> Response:
         too_large = _refuse(413, f"object larger than {self._max_put_bytes} bytes", close=True)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_put_bytes:
+        declared = _declared_length(request)
+        if declared is not None and declared > self._max_put_bytes:
             return too_large
         try:
             # The body is gathered in memory up to CHUNK_BYTES, so that a small object is
@@ -165,10 +165,10 @@ class _StorageEndpoint:
             return await anext(chunks, None)
 
 
-def _declared_small(request: Request) -> bool:
-    """Whether the request declares a body that fits in one chunk."""
+def _declared_length(request: Request) -> int | None:
+    """The body's length as the request declares it (Content-Length), None if it does not."""
     declared = request.headers.get("content-length", "")
-    return declared.isdigit() and int(declared) <= CHUNK_BYTES
+    return int(declared) if declared.isdigit() else None
 
 
 async def _chunks(stored: StoredObject) -> AsyncIterator[bytes]:

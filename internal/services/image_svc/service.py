@@ -9,6 +9,7 @@ generated client: it is a request to object storage, not an RPC (storage_http.py
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from urllib.parse import unquote, urlsplit
@@ -107,12 +108,8 @@ class ImageService:
         image = await self._fetch(source_url)
         metrics.CONVERSION_BYTES_IN.inc(len(image))
         try:
-            if len(image) <= INLINE_HEADER_BYTES:
-                info = imaging.read_header(image, max_pixels=self.max_image_pixels)
-            else:
-                info = await asyncio.to_thread(
-                    imaging.read_header, image, max_pixels=self.max_image_pixels
-                )
+            read = functools.partial(imaging.read_header, image, max_pixels=self.max_image_pixels)
+            info = read() if len(image) <= INLINE_HEADER_BYTES else await asyncio.to_thread(read)
         except imaging.ImageRejected as exc:
             raise invalid_argument("source_url", f"the image was refused: {exc.reason}") from exc
         # ImageMagick gets the image once its header passed (format, size, pixel cap, chunk
