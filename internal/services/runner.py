@@ -44,5 +44,11 @@ def serve(service: str) -> None:
     app = app_factory(service)(settings)
     host, port = settings.bind(service)
     log.info("%s listening on %s", service, settings.url(service))
+    serve_app(app, host, port)
+
+
+def serve_app(app: Starlette, host: str, port: int) -> None:
+    """Serves a built app as every service is served: startup's objects frozen out of the
+    garbage collector's way, then uvicorn until SIGTERM/SIGINT."""
     collect_less_often()
     run(app, host, port)

@@ -4,8 +4,8 @@ same message and cores (`python -m tests.bench --only P3`).
 Both servers run in their own process and answer JobService.GetJob with the same fixed
 GetJobResponse (a realistic job with its history):
 - ours is served exactly as a service is: service_app (observability on: JSON logs, spans,
-  metrics; AuthHooks verifying the caller's service token) run by internal.services.common.app
-  `run`;
+  metrics; AuthHooks verifying the caller's service token) run by internal.services.runner
+  `serve_app`, with the garbage collector and malloc set up as in every service process;
 - the peer is a grpc.aio server with stubs that grpcio-tools generates from
   proto/mcsv/v1/job.proto into a temporary directory at bench time.
 
@@ -115,9 +115,11 @@ REQUEST = job_pb2.GetJobRequest(id="0197a3c2-5e1f-7b42-9d0e-4c8a1f2b3d4e")
 
 
 def serve_ours(port: int) -> None:
-    from internal.services.common.app import run
+    from internal.services.common.memory import return_large_blocks
+    from internal.services.runner import serve_app
 
-    run(ours_app(), "127.0.0.1", port)
+    return_large_blocks()  # as internal.services.runner.serve does, before the app is built
+    serve_app(ours_app(), "127.0.0.1", port)
 
 
 def ours_app() -> Any:
