@@ -49,7 +49,7 @@ def tag(**ids: str) -> None:
 
 
 def tags() -> dict[str, str]:
-    return {name: var.get() for name, var in WORKFLOW_IDS.items() if var.get()}
+    return {name: value for name, var in WORKFLOW_IDS.items() if (value := var.get())}
 
 
 @contextmanager
