@@ -66,8 +66,7 @@ class HttpCall:
         else:  # presigned storage URLs: the path and query are credentials, keep them out
             self.span.set_attributes({"http.request.method": method,
                                       "server.address": parts.hostname or ""})  # fmt: skip
-        with trace.use_span(self.span, end_on_exit=False):
-            propagate.inject(headers)
+        propagate.inject(headers, context=trace.set_span_in_context(self.span))
         if request_id := context.REQUEST_ID.get():
             headers.setdefault(context.REQUEST_ID_HEADER, request_id)
         self.started = time.perf_counter()
