@@ -113,6 +113,10 @@ def unknown_enum(message: Message, path: str = "") -> _UnknownEnum | None:
     if not _has_enums(message.DESCRIPTOR):
         return None
     for field, value in message.ListFields():
+        if field.enum_type is None and (
+            field.message_type is None or not _has_enums(field.message_type)
+        ):
+            continue  # no enum in or below this field
         where = f"{path}.{field.name}" if path else field.name
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             value_field = field.message_type.fields_by_name["value"]
