@@ -62,8 +62,10 @@ class EmailService:
             outcome = "duplicate" if delivered_before else "delivered"
         finally:
             labels = (template.lower(), backend, outcome)
-            metrics.EMAILS.labels(*labels).inc()
-            metrics.EMAIL_DELIVERY_DURATION.labels(*labels).observe(time.perf_counter() - started)
+            metrics.child(metrics.EMAILS, *labels).inc()
+            metrics.child(metrics.EMAIL_DELIVERY_DURATION, *labels).observe(
+                time.perf_counter() - started
+            )
         return email_pb2.DeliverEmailResponse(
             email=email_message(row), already_delivered=delivered_before
         )

@@ -68,8 +68,8 @@ class ImageService:
         finally:
             # One measurement: the metric, the answer and the log line all give this figure.
             seconds = time.monotonic() - started
-            metrics.CONVERSIONS.labels(quality, outcome).inc()
-            metrics.CONVERSION_DURATION.labels(quality, outcome).observe(seconds)
+            metrics.child(metrics.CONVERSIONS, quality, outcome).inc()
+            metrics.child(metrics.CONVERSION_DURATION, quality, outcome).observe(seconds)
         elapsed = Duration()
         elapsed.FromNanoseconds(int(seconds * 1e9))
         log.info(

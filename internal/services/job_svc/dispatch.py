@@ -46,7 +46,7 @@ class Dispatcher:
         self._enqueue(job.queue, job.actor, job.id, job.dispatch, delay_ms)
         self.store.mark_sent(job.id, job.dispatch)
         if job.attempt == 0:  # a new job (or one retried by hand), not its next attempt
-            metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
+            metrics.child(metrics.JOBS_ENQUEUED, job.queue, job.actor).inc()
 
     def send_all(self, jobs: Iterable[JobRow]) -> None:
         """Sends each job's message. One that cannot be sent now is left to resend_unsent."""

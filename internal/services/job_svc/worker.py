@@ -87,7 +87,7 @@ class Jobs:
     def _run_started(self, job: JobRow, handler: JobHandler[Any]) -> None:
         """Makes the attempt the store has started, and records how it went."""
         args = handler.kind.parse_args(job.args)
-        metrics.JOBS_STARTED.labels(job.queue, job.actor).inc()
+        metrics.child(metrics.JOBS_STARTED, job.queue, job.actor).inc()
         started = time.perf_counter()
         try:
             report = handler.work(job, args)
@@ -122,11 +122,11 @@ class Jobs:
         to_send = self.store.fail(job, error, decision)
         labels = (job.queue, job.actor)
         if decision.retry_in is not None:
-            metrics.JOBS_RETRIED.labels(*labels).inc()
+            metrics.child(metrics.JOBS_RETRIED, *labels).inc()
             log.warning("job %s attempt %d failed (%s): %s", job.id, job.attempt,
                         decision.reason, error)  # fmt: skip
         else:
-            metrics.JOBS_DISCARDED.labels(*labels).inc()
+            metrics.child(metrics.JOBS_DISCARDED, *labels).inc()
             log.error("job %s discarded after attempt %d (%s): %s", job.id, job.attempt,
                       decision.reason, error)  # fmt: skip
         self._follow_up(to_send)
@@ -143,7 +143,7 @@ class Jobs:
         job, to_send = self.store.give_up(job_id, dispatch, message.reason, this_worker())
         if job is None:
             return
-        metrics.JOBS_DISCARDED.labels(job.queue, job.actor).inc()
+        metrics.child(metrics.JOBS_DISCARDED, job.queue, job.actor).inc()
         log.error("job %s given up by the job queue: %s", job.id, message.reason)
         self._follow_up(to_send)
 
@@ -156,7 +156,7 @@ class Jobs:
                 self._reported_early(job, early)
             elif job.state == job_pb2.JOB_STATE_EXECUTING:
                 observability.tag(job_id=job.id)
-                metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
+                metrics.child(metrics.JOBS_ENQUEUED, job.queue, job.actor).inc()
                 self._run_started(job, self.handlers[job.actor])
             else:
                 self._dispatcher().send_all([job])
@@ -165,8 +165,8 @@ class Jobs:
         """The metrics and log of a report made before its job was recorded, or its failure,
         as any attempt's."""
         observability.tag(job_id=job.id)
-        metrics.JOBS_ENQUEUED.labels(job.queue, job.actor).inc()
-        metrics.JOBS_STARTED.labels(job.queue, job.actor).inc()
+        metrics.child(metrics.JOBS_ENQUEUED, job.queue, job.actor).inc()
+        metrics.child(metrics.JOBS_STARTED, job.queue, job.actor).inc()
         duration = early.finished_at - early.started_at
         _attempt_ended(job, duration, succeeded=early.error is None)
         if early.error is not None:
@@ -181,8 +181,10 @@ class Jobs:
 def _attempt_ended(job: JobRow, seconds: float, *, succeeded: bool) -> None:
     """An attempt's outcome in the metrics, and a success's log line."""
     labels = (job.queue, job.actor)
-    (metrics.JOBS_SUCCEEDED if succeeded else metrics.JOBS_FAILED).labels(*labels).inc()
-    metrics.JOB_DURATION.labels(*labels, "succeeded" if succeeded else "failed").observe(seconds)
+    metrics.child(metrics.JOBS_SUCCEEDED if succeeded else metrics.JOBS_FAILED, *labels).inc()
+    metrics.child(metrics.JOB_DURATION, *labels, "succeeded" if succeeded else "failed").observe(
+        seconds
+    )
     if succeeded:
         log.info("job %s (%s) completed in attempt %d", job.id, job.actor, job.attempt)
 
