@@ -19,7 +19,7 @@ from internal.observability.http import (
 )
 from internal.observability.logs import configure_logging
 from internal.observability.queue import TracingMiddleware, inject_into
-from internal.observability.tracing import configure_tracing, tracer
+from internal.observability.tracing import configure_tracing, current_span, tracer
 
 
 def configure(service: str) -> None:
@@ -38,6 +38,7 @@ __all__ = [
     "TwirpObserver",
     "configure",
     "configure_tracing",
+    "current_span",
     "inject_into",
     "scoped",
     "tag",

@@ -5,7 +5,9 @@ are still made (so ids reach the logs) but nothing is exported and nothing compl
 from __future__ import annotations
 
 import os
+from types import TracebackType
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -52,3 +54,45 @@ _TRACER = trace.ProxyTracer("mcsv")
 
 def tracer() -> trace.Tracer:
     return _TRACER
+
+
+class current_span:  # lower case: called in a `with` statement, as contextlib.suppress is
+    """A span, current for the `with` block: what tracer().start_as_current_span does (an
+    exception leaving the block is recorded on the span and sets its status), without its two
+    generator context managers: a sixth fewer instructions per span (callgrind). For spans
+    made on every request or job."""
+
+    __slots__ = ("_attributes", "_context", "_kind", "_name", "_span", "_token")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: dict[str, str | int] | None = None,
+        context: otel_context.Context | None = None,
+    ) -> None:
+        self._name, self._kind, self._attributes, self._context = name, kind, attributes, context
+
+    def __enter__(self) -> trace.Span:
+        self._span = _TRACER.start_span(
+            self._name, context=self._context, kind=self._kind, attributes=self._attributes
+        )
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if isinstance(exc, Exception):
+                self._span.record_exception(exc)
+                self._span.set_status(
+                    trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+                )
+        finally:
+            otel_context.detach(self._token)
+            self._span.end()

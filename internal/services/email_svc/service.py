@@ -45,14 +45,14 @@ class EmailService:
         started = time.perf_counter()
         outcome = "failed"
         try:
-            with observability.tracer().start_as_current_span(
+            with observability.current_span(
                 "render email", attributes={"mcsv.email.template": template.lower()}
             ):
                 try:
                     rendered = mail.render(request.template, variables)
                 except mail.TemplateError as exc:
                     raise invalid_argument("variables", str(exc)) from exc
-            with observability.tracer().start_as_current_span(
+            with observability.current_span(
                 "deliver email", attributes={"mcsv.email.backend": backend}
             ):  # to the mailbox, that is storing it; over SMTP, storing then sending
                 row, delivered_before = self._claim(key, request, rendered)

@@ -122,7 +122,7 @@ class ImageService:
         if not imaging.pixels_checked_by_magick(info):
             pixels = asyncio.ensure_future(asyncio.to_thread(imaging.check_pixels, image))
         async with self.converting:  # its turn: the span times the conversion alone
-            with observability.tracer().start_as_current_span(
+            with observability.current_span(
                 "imagemagick convert",
                 attributes={
                     "mcsv.image.width": info.width,

@@ -75,7 +75,7 @@ class Dispatcher:
         return len(jobs)
 
     def _enqueue(self, queue: str, actor: str, job_id: str, dispatch: int, delay_ms: int) -> None:
-        with observability.tracer().start_as_current_span(
+        with observability.current_span(
             f"enqueue {actor}",
             kind=SpanKind.PRODUCER,
             attributes={

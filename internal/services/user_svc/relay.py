@@ -37,7 +37,7 @@ from mcsv.v1 import job_pb2
 from mcsv.v1.job_twirp import AsyncJobServiceClient
 from opentelemetry import propagate
 
-from internal.observability import tracer
+from internal.observability import current_span
 from internal.observability.context import REQUEST_ID, REQUEST_ID_HEADER, scoped
 from internal.services.user_svc import outbox
 from internal.services.user_svc.outbox import OutboxRow
@@ -288,7 +288,7 @@ def continued_trace(row: OutboxRow) -> Iterator[None]:
     carrier = row.trace_context
     subject = "user_id" if row.kind == outbox.EMAIL else "conversion_id"
     with (
-        tracer().start_as_current_span(
+        current_span(
             f"outbox relay {row.kind}",
             context=propagate.extract(carrier),
             attributes={"mcsv.outbox_key": row.key},
