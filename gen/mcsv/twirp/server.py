@@ -238,29 +238,33 @@ class TwirpApp:
         chunks: list[bytes] = []
         buffer = bytearray(incoming.length) if incoming.length else None
         size = 0
+        expiry = _Expiry(self.body_read_timeout)
         try:
-            async with asyncio.timeout(self.body_read_timeout):
-                while True:
-                    chunk = await incoming.chunk()
-                    if size + len(chunk) > self.max_body_bytes:
-                        raise self._too_large()
-                    if buffer is not None and size + len(chunk) <= len(buffer):
-                        buffer[size : size + len(chunk)] = chunk
-                    else:
-                        chunks.append(chunk)
-                    size += len(chunk)
-                    if incoming.done:
-                        if buffer is None:
-                            return b"".join(chunks)
-                        if chunks or size != len(buffer):  # not what Content-Length said
-                            return bytes(buffer[:size]) + b"".join(chunks)
-                        return buffer
-        except TimeoutError:
+            while True:
+                chunk = await incoming.chunk()
+                if size + len(chunk) > self.max_body_bytes:
+                    raise self._too_large()
+                if buffer is not None and size + len(chunk) <= len(buffer):
+                    buffer[size : size + len(chunk)] = chunk
+                else:
+                    chunks.append(chunk)
+                size += len(chunk)
+                if incoming.done:
+                    if buffer is None:
+                        return b"".join(chunks)
+                    if chunks or size != len(buffer):  # not what Content-Length said
+                        return bytes(buffer[:size]) + b"".join(chunks)
+                    return buffer
+        except asyncio.CancelledError:
+            if not expiry.withdrawn():
+                raise
             raise _ClosingError(
                 ErrorCode.DEADLINE_EXCEEDED,
                 f"the request body did not arrive within {self.body_read_timeout:g} s",
                 {"body_read_timeout": f"{self.body_read_timeout:g}s"},
             ) from None
+        finally:
+            expiry.stop()
 
     async def _drain(self, incoming: _Body) -> bool:
         """Reads and drops what is left of the body, up to 64 KiB and within body_read_timeout:
@@ -294,6 +298,39 @@ class TwirpApp:
                 call(hook)
             except Exception:
                 log.exception("hook %s.%s failed", type(hook).__name__, step)
+
+
+class _Expiry:
+    """Cancels the task reading a request body once `seconds` have passed (None: never): what
+    asyncio.timeout does around every body read, with a plain timer and none of its coroutines
+    (asyncio.timeout was 4% of a served call's instructions, callgrind)."""
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
+
+    def __init__(self, seconds: float | None) -> None:
+        self._expired = False
+        self._task = asyncio.current_task()
+        self._handle: asyncio.TimerHandle | None = None
+        self._cancelling = 0
+        if seconds is not None and self._task is not None:
+            self._cancelling = self._task.cancelling()
+            self._handle = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def withdrawn(self) -> bool:
+        """On a CancelledError: whether the expiry caused it, and nothing else asked for one;
+        then the cancellation is withdrawn (as asyncio.timeout turns it into TimeoutError)."""
+        if not self._expired or self._task is None:
+            return False
+        return self._task.uncancel() <= self._cancelling
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
 
 
 async def _call_while_connected(
