@@ -5,13 +5,12 @@ shows the logs until Ctrl-C."""
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
-import threading
 
 from internal import registry
 from internal.auth.pages import login_url
+from internal.signals import StopSignals
 from internal.supervisor import ROOT, SupervisorError, System, read_env_file
 
 
@@ -32,9 +31,7 @@ def main() -> int:
         colour=sys.stdout.isatty(),
         restart=True,  # a crashed process is restarted; see RestartPolicy
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignals()
     try:
         system.start()
     except SupervisorError as exc:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -44,6 +42,7 @@ from internal.services.job_svc.handlers import JobHandler, Peers, job_handlers
 from internal.services.job_svc.models import REPORT, JobRow
 from internal.services.job_svc.policy import RetryPolicy, attempt_time_limit, describe
 from internal.services.job_svc.store import EarlyReport, JobStore, open_jobs
+from internal.signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +237,7 @@ def run_worker(threads: int = 4) -> None:
     jobs = Jobs(open_jobs(settings), job_handlers(Peers.connect(peers)),
                 RetryPolicy.from_settings(settings))  # fmt: skip
     broker = open_worker_broker(settings, jobs)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignals()
     worker = dramatiq.Worker(broker, worker_threads=threads)
     collect_less_often()
     worker.start()
