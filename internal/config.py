@@ -61,8 +61,10 @@ class Settings:
     failed_upload_retention_seconds: float
     outbox_retention_seconds: float
     rpc_timeout_seconds: float
-    # How long a server waits for a request's whole body before answering deadline_exceeded.
+    # How long a server waits for a request's whole body before answering deadline_exceeded,
+    # plus one second for every rpc_body_min_rate_bytes received (0: no more).
     rpc_body_timeout_seconds: float
+    rpc_body_min_rate_bytes: int
     # Request-body bytes a server holds at once; larger bodies wait for room before they are
     # read (mcsv.twirp's BodyBudget).
     rpc_body_budget_bytes: int
@@ -147,6 +149,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         outbox_retention_seconds=_float(env, "OUTBOX_RETENTION_SECONDS", WEEK),
         rpc_timeout_seconds=_float(env, "RPC_TIMEOUT_SECONDS", 30.0),
         rpc_body_timeout_seconds=_float(env, "RPC_BODY_TIMEOUT_SECONDS", 10.0),
+        rpc_body_min_rate_bytes=_int(env, "RPC_BODY_MIN_RATE_BYTES", 64 * 1024),
         rpc_body_budget_bytes=_int(env, "RPC_BODY_BUDGET_BYTES", 24 * 1024 * 1024),
         imagemagick_timeout_seconds=_float(env, "IMAGEMAGICK_TIMEOUT_SECONDS", 60.0),
         imagemagick_concurrency=_int(env, "IMAGEMAGICK_CONCURRENCY", 0),

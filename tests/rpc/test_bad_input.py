@@ -436,7 +436,8 @@ def assert_stalled_answer(answer: RawAnswer) -> None:
     assert answer.headers["content-type"] == "application/json"
     error = json.loads(answer.body[: int(answer.headers["content-length"])])
     assert error["code"] == "deadline_exceeded"
-    assert error["meta"] == {"body_read_timeout": f"{BODY_READ_TIMEOUT:g}s"}
+    timeout = f"{BODY_READ_TIMEOUT:g}s"
+    assert error["meta"] == {"body_read_timeout": timeout, "body_min_rate": "65536"}
     assert BODY_READ_TIMEOUT * 0.8 < answer.elapsed < BODY_READ_TIMEOUT + 5, answer.elapsed
 
 

@@ -10,7 +10,12 @@ from .context import Context, ContextKey, ServerContext
 from .errors import ErrorCode, TwirpError
 from .hooks import ServerHooks
 from .http11 import HttptoolsSyncTransport, HttptoolsTransport
-from .server import DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, TwirpApp
+from .server import (
+    DEFAULT_BODY_MIN_RATE,
+    DEFAULT_BODY_READ_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    TwirpApp,
+)
 from .transport import (
     AsyncTransport,
     ConnectFailed,
@@ -22,6 +27,7 @@ from .transport import (
 )
 
 __all__ = [
+    "DEFAULT_BODY_MIN_RATE",
     "DEFAULT_BODY_READ_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
     "JSON",

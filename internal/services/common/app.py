@@ -75,6 +75,7 @@ def service_app(
             hooks=[TwirpObserver(), AuthHooks(settings, name)],
             max_body_bytes=max_body_bytes,
             body_read_timeout=settings.rpc_body_timeout_seconds,
+            body_min_rate=settings.rpc_body_min_rate_bytes or None,
             body_budget_bytes=settings.rpc_body_budget_bytes or None,
         )
     )
