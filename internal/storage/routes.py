@@ -1,7 +1,11 @@
 """HTTP routes that serve LocalStorage's presigned URLs: GET streams an object out, PUT streams one
 in, once: a PUT is refused when its object exists. Refusals are plain text: 400 bad key, 403
 bad or expired URL, 404 no such object, 409 the object exists (a PUT URL used again), 413 too
-large, 408 a PUT body that stopped arriving (nothing for `body_timeout` seconds). A 413 or 408
+large, 408 a PUT body that stalled or trickled: not all there `body_timeout` seconds after the
+request, plus one second for every `body_min_rate` bytes received (the rule of the Twirp
+servers' bodies, mcsv.twirp's TwirpApp: a body that keeps coming is read however large it is
+and however slow the link, a slow drip cannot hold a connection and a temporary file
+forever). A 413 or 408
 leaves the rest of the body unread, so it closes the connection (Connection: close): a client
 still sending learns at once that nothing more is read, and a stalled one cannot hold it."""
 
@@ -27,24 +31,37 @@ log = logging.getLogger(__name__)
 
 
 def storage_routes(
-    storage: LocalStorage, max_put_bytes: int, *, body_timeout: float = 10.0
+    storage: LocalStorage,
+    max_put_bytes: int,
+    *,
+    body_timeout: float = 10.0,
+    body_min_rate: int | None = 16 * 1024,
 ) -> list[BaseRoute]:
     """Routes for GET and PUT /storage/{key}, to mount at the root of the app at
-    `storage`'s public URL. A PUT whose body sends nothing for `body_timeout` seconds is
-    answered 408."""
+    `storage`'s public URL. A PUT whose body has not all come `body_timeout` seconds plus
+    one per `body_min_rate` bytes received (None: no more) after it began is answered 408."""
     if max_put_bytes <= 0:
         raise StorageError(f"max_put_bytes must be positive, not {max_put_bytes}")
     if body_timeout <= 0:
         raise StorageError(f"body_timeout must be positive, not {body_timeout}")
-    endpoint = _StorageEndpoint(storage, max_put_bytes, body_timeout)
+    if body_min_rate is not None and body_min_rate <= 0:
+        raise StorageError(f"body_min_rate must be positive, not {body_min_rate}")
+    endpoint = _StorageEndpoint(storage, max_put_bytes, body_timeout, body_min_rate)
     return [Route("/storage/{key:path}", endpoint.handle, methods=["GET", "HEAD", "PUT"])]
 
 
 class _StorageEndpoint:
-    def __init__(self, storage: LocalStorage, max_put_bytes: int, body_timeout: float) -> None:
+    def __init__(
+        self,
+        storage: LocalStorage,
+        max_put_bytes: int,
+        body_timeout: float,
+        body_min_rate: int | None,
+    ) -> None:
         self._storage = storage
         self._max_put_bytes = max_put_bytes
         self._body_timeout = body_timeout
+        self._body_min_rate = body_min_rate
 
     async def handle(self, request: Request) -> Response:
         key = request.path_params["key"]
@@ -109,7 +126,8 @@ class _StorageEndpoint:
             upload: Upload | None = None
             try:
                 chunks = request.stream()
-                while (chunk := await self._next_chunk(chunks)) is not None:
+                started = anyio.current_time()
+                while (chunk := await self._next_chunk(chunks, started, total)) is not None:
                     total += len(chunk)
                     if total > self._max_put_bytes:
                         return too_large
@@ -125,11 +143,12 @@ class _StorageEndpoint:
         except ObjectExists:  # another PUT of the same URL finished first
             return _refuse(409, "the object exists: a presigned PUT URL is used once")
         except TimeoutError:
-            return _refuse(
-                408,
-                f"the request body did not arrive within {self._body_timeout:g} s",
-                close=True,
+            allowed = f"{self._body_timeout:g} s" + (
+                f" and one more per {self._body_min_rate} bytes received"
+                if self._body_min_rate
+                else ""
             )
+            return _refuse(408, f"the request body did not arrive in time ({allowed})", close=True)
         except ClientDisconnect:
             return _refuse(400, "upload interrupted")
         except StorageError:
@@ -158,10 +177,15 @@ class _StorageEndpoint:
         there is one). The upload's temporary file is gone afterwards, whatever happened."""
         self._write(upload, pieces).commit(key, content_type, exclusive=True)
 
-    async def _next_chunk(self, chunks: AsyncIterator[bytes]) -> bytes | None:
-        """The next piece of the body, None at its end; TimeoutError when nothing came for
-        body_timeout seconds."""
-        with anyio.fail_after(self._body_timeout):
+    async def _next_chunk(
+        self, chunks: AsyncIterator[bytes], started: float, received: int
+    ) -> bytes | None:
+        """The next piece of the body, None at its end; TimeoutError once the body is past
+        its deadline: body_timeout after `started`, and the time `received` bytes earned."""
+        deadline = started + self._body_timeout
+        if self._body_min_rate:
+            deadline += received / self._body_min_rate
+        with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
             return await anext(chunks, None)
 
 

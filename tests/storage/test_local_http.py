@@ -317,10 +317,73 @@ def test_a_put_whose_body_stalls_gets_408_and_a_closed_connection(
     head = {"Content-Type": "image/png", "Content-Length": "1000"}
     answer = _put_and_wait_for_close(local_server, url, head, b"x" * 10)
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
-    assert b"did not arrive within" in answer
+    assert b"did not arrive in time" in answer
     assert not storage.exists(key)  # nothing of the stalled body is stored
     assert list((storage.root / "tmp").iterdir()) == []
     # The server serves on, and the URL was not used up: it works for a whole body (once).
     response = httpx.put(url, content=b"whole", headers={"Content-Type": "image/png"})
     assert response.status_code == 200
     assert storage.get(key) == b"whole"
+
+
+def _put_in_parts(url: str, length: int, parts: list[tuple[float, bytes]]) -> bytes:
+    """Sends a PUT's head declaring `length` bytes, then each part after its pause (seconds),
+    stopping early should the server answer; returns the answer (all of it, until the
+    server closes the connection or has answered in full)."""
+    target = httpx.URL(url)
+    head = (
+        f"PUT {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+        f"Content-Type: image/png\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((target.host, target.port), timeout=KEPT_OPEN_SECONDS) as sock:
+        sock.sendall(head.encode())
+        for pause, data in parts:
+            sock.settimeout(pause or None)
+            try:
+                if pause and (early := sock.recv(65536)):  # answered (refused) meanwhile
+                    return early + _read_to_close(sock)
+            except TimeoutError:
+                pass
+            sock.settimeout(KEPT_OPEN_SECONDS)
+            try:
+                sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        sock.settimeout(KEPT_OPEN_SECONDS)
+        return _read_to_close(sock)
+
+
+def _read_to_close(sock: socket.socket) -> bytes:
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer
+
+
+def test_a_put_trickling_below_the_minimum_rate_gets_408(local_server: LocalServer) -> None:
+    """1 s (BODY_TIMEOUT_SECONDS), and one more per 16 KiB received: ten bytes every 0.1 s
+    earn almost nothing."""
+    storage = local_server.storage
+    key = _key("trickle.png")
+    url = storage.presign_put(key, MINUTE, "image/png")
+    answer = _put_in_parts(url, 1000, [(0.1, b"x" * 10)] * 60)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"did not arrive in time" in answer
+    assert not storage.exists(key)
+
+
+def test_a_put_whose_sender_pauses_no_longer_than_its_first_part_earned_is_stored(
+    local_server: LocalServer,
+) -> None:
+    """48 KiB at once earn 3 s beyond the 1 s: a pause of 2 s, then the rest, is read."""
+    storage = local_server.storage
+    key = _key("late.png")
+    url = storage.presign_put(key, MINUTE, "image/png")
+    body = os.urandom(MAX_PUT_BYTES)
+    first = 48 * 1024
+    answer = _put_in_parts(url, len(body), [(0, body[:first]), (2.0, body[first:])])
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert storage.get(key) == body

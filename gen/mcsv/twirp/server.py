@@ -13,7 +13,7 @@ wire behaviour of the reference Go server (twitchtv/twirp, protocol v7):
 - the body is limited (max_body_bytes, default 16 MiB: invalid_argument with meta
   max_body_bytes, by Content-Length or while reading) and must arrive within
   body_read_timeout seconds (default 10) plus one second for every body_min_rate bytes
-  received (default 64 KiB; None: no more time), else deadline_exceeded 408: a body that
+  received (default 16 KiB; None: no more time), else deadline_exceeded 408: a body that
   keeps coming is read however long it takes, a stalled or trickling one is cut off; after
   either error the connection is closed (Connection: close), since the rest of the body was
   not read;
@@ -53,7 +53,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_BODY_READ_TIMEOUT = 10.0
-DEFAULT_BODY_MIN_RATE = 64 * 1024  # bytes/s that earn a slow body one more second
+# Bytes a second that earn a body one more second: 128 kbit/s, slower than any link a
+# multi-megabyte upload is sent over, and yet a slow drip holds a connection (and its share of
+# the body budget) only as long as it keeps sending that much.
+DEFAULT_BODY_MIN_RATE = 16 * 1024
 _DRAIN_LIMIT = 64 * 1024
 # How long an async handler runs before the server watches for its client going away.
 WATCH_AFTER_SECONDS = 0.05

@@ -36,6 +36,7 @@ def create_app(settings: config.Settings) -> Starlette:
             store,
             max_put_bytes=settings.max_upload_bytes * 4,
             body_timeout=settings.rpc_body_timeout_seconds,
+            body_min_rate=settings.rpc_body_min_rate_bytes or None,
         )
         if isinstance(store, storage.LocalStorage)
         else []
