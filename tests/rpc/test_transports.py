@@ -107,11 +107,14 @@ OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 class _OneAnswerPerConnection:
     """An HTTP server that answers one request per connection and then closes it without
     saying so (no Connection: close), as a server retiring an idle keep-alive connection.
-    With `tls` it speaks TLS."""
+    With `tls` it speaks TLS; with `linger`, it closes that many seconds after answering."""
 
-    def __init__(self, answer: bytes = OK, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, answer: bytes = OK, tls: ssl.SSLContext | None = None, linger: float = 0.0
+    ) -> None:
         self.answer = answer
         self.tls = tls
+        self.linger = linger
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.connections = 0
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -137,6 +140,7 @@ class _OneAnswerPerConnection:
                     while b"\r\n\r\n" not in received:
                         received += connection.recv(65536)
                     connection.sendall(self.answer)
+                    time.sleep(self.linger)
             except OSError:
                 pass  # a client that gave up, or refused the certificate
 
@@ -286,6 +290,26 @@ def test_a_default_transport_reads_every_framing_and_reuses_no_closed_connection
             if raw is CHUNKED:
                 assert answer.headers["x-twice"] == "a, b"
             time.sleep(0.1)  # the server has closed the connection meanwhile
+        assert server.connections == 3
+    finally:
+        server.close()
+        transport.close()
+
+
+@pytest.mark.parametrize("make", DEFAULTS.values(), ids=DEFAULTS.keys())
+def test_a_close_that_came_while_the_connection_sat_idle_is_seen_before_reuse(
+    make: Callable[[], Blocking],
+) -> None:
+    """The server closes after the client has taken its answer and put the connection back:
+    for the async transport, while no event loop ran to read the close (between two
+    asyncio.run, or with a loop busy elsewhere). The next request goes on a new connection."""
+    transport = make()
+    server = _OneAnswerPerConnection(OK, linger=0.05)
+    try:
+        for _ in range(3):
+            answer = transport.send(_post(server.url))
+            assert (answer.status, answer.body) == (200, b"ok")
+            time.sleep(0.2)  # the server closes meanwhile
         assert server.connections == 3
     finally:
         server.close()

@@ -29,6 +29,7 @@ from .transport import (
     ConnectFailed,
     HTTPRequest,
     HTTPResponse,
+    Pollable,
     TimedOut,
     TransportError,
     check_header,
@@ -287,11 +288,18 @@ class HttptoolsTransport:
             return answer
 
     def _reused(self, origin: _Origin) -> _Exchange | None:
-        """The most recently used idle connection to `origin` that is still open and fresh."""
+        """The most recently used idle connection to `origin` that is still open and fresh.
+        Its socket is asked too: a server's close that the event loop has not yet read (it
+        was busy, or not running between two asyncio.run) would otherwise fail the request
+        sent on it, as "closed before the answer was complete"."""
         idle = self._idle.get(origin)
         while idle:
             exchange = idle.pop()
-            if not exchange.closed and time.monotonic() - exchange.idle_since < KEEPALIVE_SECONDS:
+            if (
+                not exchange.closed
+                and time.monotonic() - exchange.idle_since < KEEPALIVE_SECONDS
+                and (exchange.socket is None or not peer_spoke(exchange.socket))
+            ):
                 return exchange
             exchange.close()
         return None
@@ -329,6 +337,7 @@ class _Exchange(asyncio.Protocol):
         self.reader = _AnswerReader()
         self.closed = False
         self.idle_since = 0.0
+        self.socket: Pollable | None = None  # the connection's, once made
 
     async def send(self, request: bytes) -> HTTPResponse:
         assert self._transport is not None and self._answer is None
@@ -351,6 +360,7 @@ class _Exchange(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self._transport = cast(asyncio.Transport, transport)
+        self.socket = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None or self._answer.done():  # unasked: not a server to talk to

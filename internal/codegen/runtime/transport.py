@@ -80,11 +80,20 @@ def check_header(line: str) -> None:
         raise ValueError(f"a request header may not contain CR, LF or NUL: {line!r}")
 
 
-def peer_spoke(sock: socket.socket) -> bool:
+class Pollable(Protocol):
+    """A socket as an event loop's transport shows it (asyncio's TransportSocket, uvloop's
+    pseudo-socket): enough to poll."""
+
+    def fileno(self) -> int: ...
+
+
+def peer_spoke(sock: socket.socket | Pollable) -> bool:
     """Whether an idle connection has something to read: the server closed it (or sent
-    what no request asked for); either way it cannot carry another request."""
+    what no request asked for); either way it cannot carry another request. (poll, not
+    select: select refuses descriptors from 1024 up, which a busy process reaches.)"""
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN | select.POLLPRI)  # hang-ups and errors come too
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
