@@ -209,11 +209,15 @@ class SQLiteBroker(Broker):
         self._check_process()
         return self._owner
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self, *, durable: bool = False) -> sqlite3.Connection:
+        """This thread's connection, or its durable one: two per thread, each with its
+        synchronous setting made once (setting it around each durable commit took two more
+        statements, each letting the GIL go and come back)."""
         if self._closed:
             raise RuntimeError("the broker is closed")
         self._check_process()
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        name = "durable" if durable else "connection"
+        connection: sqlite3.Connection | None = getattr(self._local, name, None)
         if connection is None:
             connection = sqlite3.connect(
                 self.path,
@@ -222,36 +226,38 @@ class SQLiteBroker(Broker):
                 check_same_thread=False,  # only so that close() can close it
             )
             # Every commit survives the process's crash (WAL). Enqueues and dead letters are
-            # also made to survive a power loss (_durably: the WAL is synced at their commit);
-            # claims, acks and lease renewals are not synced on their own (an fsync each, a
-            # few ms): one lost to a power cut makes the message come back, which at-least-
-            # once delivery allows, and the next synced commit makes them durable too.
-            connection.execute("PRAGMA synchronous = NORMAL")
-            self._local.connection = connection
+            # also made to survive a power loss (the durable connection: the WAL is synced at
+            # their commit); claims, acks and lease renewals are not synced on their own (an
+            # fsync each, a few ms): one lost to a power cut makes the message come back, which
+            # at-least-once delivery allows, and the next synced commit makes them durable too.
+            connection.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            setattr(self._local, name, connection)
             with self._connections_lock:
                 self._connections.append(connection)
         return connection
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection; database errors become Dramatiq connection errors, which
+    def _db(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """This thread's connection (`durable`: whose commits sync the WAL, so that what they
+        wrote survives a power loss before the caller goes on: a job's row is marked sent only
+        once its message is on disk); database errors become Dramatiq connection errors, which
         the worker retries (acks) or recovers from (consumers)."""
         try:
-            yield self._connection()
+            yield self._connection(durable=durable)
         except sqlite3.OperationalError as error:
             raise ConnectionClosed(error) from error  # type: ignore[no-untyped-call]
 
-    @contextmanager
-    def _durably(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection, whose commits in the block sync the WAL (FULL): what
-        they wrote survives a power loss before the caller goes on (a job's row is marked
-        sent only once its message is on disk)."""
-        with self._db() as db:
-            db.execute("PRAGMA synchronous = FULL")
-            try:
-                yield db
-            finally:
-                db.execute("PRAGMA synchronous = NORMAL")
+    def _write(self, sql: str, params: Any = (), *, durable: bool = False) -> list[Any]:
+        """One statement that writes, in this process's write turn, committed on its own: a
+        transaction without BEGIN and COMMIT, each of which is a statement that lets the GIL
+        go and come back (a thread switch under load). Returns the rows it returns."""
+        with self._writers.turn():
+            return self._locked_write(sql, params, durable=durable)
+
+    def _locked_write(self, sql: str, params: Any = (), *, durable: bool = False) -> list[Any]:
+        """`_write` for a caller that holds the write turn."""
+        with self._db(durable=durable) as db:
+            return db.execute(sql, params).fetchall()
 
     @contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -262,7 +268,7 @@ class SQLiteBroker(Broker):
     @contextmanager
     def _locked_transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """A write transaction, for a caller that holds the write lock."""
-        with self._durably() if durable else self._db() as db:
+        with self._db(durable=durable) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -318,18 +324,13 @@ class SQLiteBroker(Broker):
         message = message.copy(queue_name=q_name(message.queue_name))
         self.emit_before("enqueue", message, delay)
         now = time.time()
-        with self._transaction(durable=True) as db:
-            db.execute(
-                "INSERT INTO queue_messages (queue_name, message_id, body, eta, enqueued_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    message.queue_name,
-                    message.message_id,
-                    message.encode(),
-                    now + (delay or 0) / 1000,
-                    now,
-                ),
-            )
+        self._write(
+            "INSERT INTO queue_messages (queue_name, message_id, body, eta, enqueued_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (message.queue_name, message.message_id, message.encode(),
+             now + (delay or 0) / 1000, now),
+            durable=True,
+        )  # fmt: skip
         self._ring(message.queue_name)  # a delayed one too: it may be due before their naps end
         self.emit_after("enqueue", message, delay)
         return message
@@ -423,12 +424,12 @@ class SQLiteBroker(Broker):
             ).fetchone()
             if first is None or first[0] > params["now"]:
                 return [], None if first is None else float(first[0])
-        with self._transaction() as db:
+        with self._writers.turn():
             # The clock is read once the write lock is held: a lease computed before a long
             # wait for the lock would start out already (nearly) expired, and another process
             # could claim the same message while this one runs it.
             now = time.time()
-            rows = db.execute(
+            rows = self._locked_write(
                 "UPDATE queue_messages"
                 " SET leased_until = :until, lease_owner = :owner, deliveries = deliveries + 1"
                 f" WHERE id IN (SELECT id FROM queue_messages WHERE {_DUE}"
@@ -441,7 +442,7 @@ class SQLiteBroker(Broker):
                     "until": now + self.visibility_timeout,
                     "owner": self.lease_owner,
                 },
-            ).fetchall()
+            )
         return sorted(rows), (None if rows else now)
 
     def _ack(self, row_id: int) -> None:
@@ -454,16 +455,15 @@ class SQLiteBroker(Broker):
                 if row_id not in self._unacked:
                     return  # deleted by the commit that held the lock meanwhile
                 ids = sorted(self._unacked)
-            with self._locked_transaction() as db:
-                deleted = {
-                    row[0]
-                    for row in db.execute(
-                        "DELETE FROM queue_messages"
-                        f" WHERE lease_owner = ? AND id IN ({','.join('?' * len(ids))})"
-                        " RETURNING id",
-                        (self.lease_owner, *ids),
-                    )
-                }
+            deleted = {
+                row_id
+                for (row_id,) in self._locked_write(
+                    "DELETE FROM queue_messages"
+                    f" WHERE lease_owner = ? AND id IN ({','.join('?' * len(ids))})"
+                    " RETURNING id",
+                    (self.lease_owner, *ids),
+                )
+            }
             # Only once committed: should the commit fail, the acks stay for the next one
             # (each thread whose ack is still here commits it itself).
             with self._unacked_lock:
@@ -506,14 +506,13 @@ class SQLiteBroker(Broker):
         ids = list(row_ids)
         if not ids:
             return
-        with self._transaction() as db:
-            queues = db.execute(
-                "UPDATE queue_messages"
-                " SET leased_until = NULL, lease_owner = NULL, deliveries = MAX(deliveries - 1, 0)"
-                f" WHERE lease_owner = ? AND id IN ({','.join('?' * len(ids))})"
-                " RETURNING queue_name",
-                (self.lease_owner, *ids),
-            ).fetchall()
+        queues = self._write(
+            "UPDATE queue_messages"
+            " SET leased_until = NULL, lease_owner = NULL, deliveries = MAX(deliveries - 1, 0)"
+            f" WHERE lease_owner = ? AND id IN ({','.join('?' * len(ids))})"
+            " RETURNING queue_name",
+            (self.lease_owner, *ids),
+        )
         self._ring_each(queues)
 
     def _ring_each(self, queues: Iterable[tuple[str]]) -> None:
@@ -522,8 +521,8 @@ class SQLiteBroker(Broker):
             self._ring(queue_name)
 
     def _renew_leases(self) -> None:
-        with self._transaction() as db:  # the clock is read once the write lock is held
-            db.execute(
+        with self._writers.turn():  # the clock is read once the write lock is held
+            self._locked_write(
                 "UPDATE queue_messages SET leased_until = ? WHERE lease_owner = ?",
                 (time.time() + self.visibility_timeout, self.lease_owner),
             )
@@ -546,13 +545,12 @@ class SQLiteBroker(Broker):
         dead = [owner for owner in owners if lease_owners.died_here(owner)]
         if not dead:
             return 0
-        with self._transaction() as db:
-            queues = db.execute(
-                "UPDATE queue_messages SET leased_until = NULL, lease_owner = NULL"
-                f" WHERE lease_owner IN ({','.join('?' * len(dead))})"
-                " RETURNING queue_name",
-                dead,
-            ).fetchall()
+        queues = self._write(
+            "UPDATE queue_messages SET leased_until = NULL, lease_owner = NULL"
+            f" WHERE lease_owner IN ({','.join('?' * len(dead))})"
+            " RETURNING queue_name",
+            dead,
+        )
         self._ring_each(queues)
         if queues:
             logger.warning("Gave back %d message(s) leased by dead processes: %s", len(queues),
