@@ -2,7 +2,8 @@
 run on this machine, printed as one table (tests/bench/table.py). Each part is a module of
 this package with `measure(quick: bool) -> list[Row]`; --quick shrinks every part to a few
 seconds, which proves the benchmark still runs (CI) but measures nothing worth keeping.
-Exits 1 when a goal is not met (not with --quick)."""
+Exits 1 when a goal is not met (not with --quick). The machine's line (tests/bench/machine.py)
+comes first and again above the final table."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import importlib
 import sys
 import time
 
+from tests.bench.machine import describe
 from tests.bench.table import Row, render
 
 # goal -> module under tests/bench, in the order they run.
@@ -30,6 +32,8 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated goals, e.g. P1,P3")
     args = parser.parse_args()
     wanted = [g.strip() for g in args.only.split(",") if g.strip()] or list(PARTS)
+    machine = describe()
+    print(machine, flush=True)
     rows: list[Row] = []
     for goal in wanted:
         started = time.monotonic()
@@ -40,6 +44,7 @@ def main() -> int:
         print(f"# {goal} ({PARTS[goal]}) measured in {elapsed:.0f} s", flush=True)
         print(render(part_rows), flush=True)
     print()
+    print(machine)
     print(render(rows))
     if args.quick:
         return 0

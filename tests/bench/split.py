@@ -110,12 +110,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="welcome: an open loop instead")
     parser.add_argument("--conversions", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2, help="job worker processes")
+    parser.add_argument("--worker-threads", type=int, default=8, help="threads per worker")
     args = parser.parse_args()
     args.concurrency = args.concurrency or (10 if args.what == "conversion" else 32)
     what = {"welcome": welcome, "conversion": conversion, "idle": idle}[args.what]
     with (
         tempfile.TemporaryDirectory(prefix="bench-split-") as tmp,
-        whole_system(Path(tmp)) as system,
+        whole_system(Path(tmp), workers=args.workers, worker_threads=args.worker_threads) as system,
     ):
         what(system, args)
 
