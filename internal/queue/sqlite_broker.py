@@ -175,6 +175,11 @@ class SQLiteBroker(Broker):
         # one commit (a group commit), so that acks from many threads share one disk sync.
         self._unacked: set[int] = set()
         self._unacked_lock = threading.Lock()
+        # This process's commits, and how many of them are known to be on disk (_sync_log).
+        self._commits = 0
+        self._synced = 0
+        self._sync_lock = threading.Lock()
+        self._log_fd = -1
         self._pid = -1
         self._owner = ""
         self._lease_keeper: _LeaseKeeper | None = None
@@ -199,6 +204,9 @@ class SQLiteBroker(Broker):
             self._local = threading.local()
             self._connections = []
             self._unacked = set()
+            self._commits = self._synced = 0
+            self._sync_lock = threading.Lock()
+            self._log_fd = -1  # the parent's descriptor is the parent's to close
             self._lease_keeper = None
             self._doorbell = None  # the parent's socket is the parent's to close
             self._sender = None
@@ -209,15 +217,12 @@ class SQLiteBroker(Broker):
         self._check_process()
         return self._owner
 
-    def _connection(self, *, durable: bool = False) -> sqlite3.Connection:
-        """This thread's connection, or its durable one: two per thread, each with its
-        synchronous setting made once (setting it around each durable commit took two more
-        statements, each letting the GIL go and come back)."""
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection."""
         if self._closed:
             raise RuntimeError("the broker is closed")
         self._check_process()
-        name = "durable" if durable else "connection"
-        connection: sqlite3.Connection | None = getattr(self._local, name, None)
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(
                 self.path,
@@ -225,50 +230,88 @@ class SQLiteBroker(Broker):
                 isolation_level=None,  # autocommit; transactions are explicit
                 check_same_thread=False,  # only so that close() can close it
             )
-            # Every commit survives the process's crash (WAL). Enqueues and dead letters are
-            # also made to survive a power loss (the durable connection: the WAL is synced at
-            # their commit); claims, acks and lease renewals are not synced on their own (an
-            # fsync each, a few ms): one lost to a power cut makes the message come back, which
-            # at-least-once delivery allows, and the next synced commit makes them durable too.
-            connection.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-            setattr(self._local, name, connection)
+            # Every commit survives the process's crash (WAL). A commit is not synced to disk
+            # on its own (an fsync each, most of a ms); durable writes (enqueues, dead
+            # letters) sync the WAL once they are committed (_sync_log), and claims, acks
+            # and lease renewals ride along: one lost to a power cut makes the message come
+            # back, which at-least-once delivery allows.
+            connection.execute("PRAGMA synchronous = NORMAL")
+            self._local.connection = connection
             with self._connections_lock:
                 self._connections.append(connection)
         return connection
 
     @contextmanager
-    def _db(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """This thread's connection (`durable`: whose commits sync the WAL, so that what they
-        wrote survives a power loss before the caller goes on: a job's row is marked sent only
-        once its message is on disk); database errors become Dramatiq connection errors, which
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection; database errors become Dramatiq connection errors, which
         the worker retries (acks) or recovers from (consumers)."""
         try:
-            yield self._connection(durable=durable)
+            yield self._connection()
         except sqlite3.OperationalError as error:
             raise ConnectionClosed(error) from error  # type: ignore[no-untyped-call]
 
     def _write(self, sql: str, params: Any = (), *, durable: bool = False) -> list[Any]:
         """One statement that writes, in this process's write turn, committed on its own: a
         transaction without BEGIN and COMMIT, each of which is a statement that lets the GIL
-        go and come back (a thread switch under load). Returns the rows it returns."""
+        go and come back (a thread switch under load). Returns the rows it returns.
+        `durable`: returns once the write is on disk (it survives a power loss)."""
         with self._writers.turn():
-            return self._locked_write(sql, params, durable=durable)
+            rows = self._locked_write(sql, params)
+            ticket = self._committed()
+        if durable:
+            self._sync_log(ticket)
+        return rows
 
-    def _locked_write(self, sql: str, params: Any = (), *, durable: bool = False) -> list[Any]:
+    def _locked_write(self, sql: str, params: Any = ()) -> list[Any]:
         """`_write` for a caller that holds the write turn."""
-        with self._db(durable=durable) as db:
+        with self._db() as db:
             return db.execute(sql, params).fetchall()
+
+    def _committed(self) -> int:
+        """Counts a commit of this process (made in the write turn); returns its number, for
+        `_sync_log`."""
+        self._commits += 1
+        return self._commits
+
+    def _sync_log(self, ticket: int) -> None:
+        """Returns once this process's commit number `ticket`, and every one before it, is on
+        disk: the WAL is synced, after the write turn is given up rather than inside it, as
+        SQLite's `synchronous = FULL` does at each commit. Writers go on while the disk
+        syncs (claims and acks do not wait for an enqueue's fsync), and a sync covers every
+        commit made before it started, so that concurrent durable writes share one.
+
+        A committed transaction's frames are in the WAL file (written, not yet synced) until
+        a checkpoint copies them into the database; a checkpoint syncs the WAL before and the
+        database after, and the WAL is deleted only by the last connection's close, which
+        checkpoints first (this broker keeps a connection open). Syncing the WAL file thus
+        makes this commit as durable as a FULL commit would have."""
+        with self._sync_lock:
+            if self._synced >= ticket:
+                return  # a sync that started after this commit has finished
+            upto = self._commits
+            if self._log_fd < 0:
+                self._log_fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fdatasync(self._log_fd)
+            except OSError as error:
+                raise ConnectionClosed(error) from error  # type: ignore[no-untyped-call]
+            self._synced = upto
 
     @contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """A write transaction, holding this process's write lock and the database's."""
-        with self._writers.turn(), self._locked_transaction(durable=durable) as db:
-            yield db
+        """A write transaction, holding this process's write turn and the database's write
+        lock. `durable`: the block's exit returns once the transaction is on disk."""
+        with self._writers.turn():
+            with self._locked_transaction() as db:
+                yield db
+            ticket = self._committed()
+        if durable:
+            self._sync_log(ticket)
 
     @contextmanager
-    def _locked_transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """A write transaction, for a caller that holds the write lock."""
-        with self._db(durable=durable) as db:
+    def _locked_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, for a caller that holds the write turn."""
+        with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -292,6 +335,10 @@ class SQLiteBroker(Broker):
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+        with self._sync_lock:
+            if self._log_fd >= 0 and self._pid == os.getpid():
+                os.close(self._log_fd)
+            self._log_fd = -1
         self._writers.close()
         self._closed = True
 
@@ -340,7 +387,7 @@ class SQLiteBroker(Broker):
         sooner than they would look again."""
         if self._sender is None:
             self._sender = sender_socket()
-        ring(self._doorbells, self._sender, queue_name)
+        ring(self._doorbells, self._sender, queue_name, self._doorbell)
 
     def flush(self, queue_name: str) -> None:
         """Drops the queue's messages, leased ones included, and its dead letters."""

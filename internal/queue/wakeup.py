@@ -101,16 +101,21 @@ class Bell:
             self._rung.notify_all()
 
 
-def ring(directory: Path, sender: socket.socket, queue: str) -> None:
+def ring(directory: Path, sender: socket.socket, queue: str, here: Doorbell | None = None) -> None:
     """Wakes the consumers of `queue` in every consuming process of the broker whose
-    doorbells are in `directory`. A socket nobody listens on any more (its process died) is
-    removed."""
+    doorbells are in `directory`; `here`, this process's doorbell, is rung directly rather
+    than through its socket (which would wake its listener thread only to ring it). A socket
+    nobody listens on any more (its process died) is removed."""
+    own = None if here is None else str(here.path)
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
         return  # nobody consumes yet
     for entry in entries:
         if not entry.name.endswith(".sock"):
+            continue
+        if entry.path == own:
+            here.bell(queue).wake()  # type: ignore[union-attr]
             continue
         try:
             sender.sendto(queue.encode(), entry.path)
