@@ -231,8 +231,8 @@ class SQLiteBroker(Broker):
                 check_same_thread=False,  # only so that close() can close it
             )
             # Every commit survives the process's crash (WAL). A commit is not synced to disk
-            # on its own (an fsync each, most of a ms); durable writes (enqueues, dead
-            # letters) sync the WAL once they are committed (_sync_log), and claims, acks
+            # on its own (an fsync each, most of a ms): enqueues and dead letters sync the
+            # WAL once they are committed (_sync_log), and claims, acks
             # and lease renewals ride along: one lost to a power cut makes the message come
             # back, which at-least-once delivery allows.
             connection.execute("PRAGMA synchronous = NORMAL")
@@ -250,17 +250,12 @@ class SQLiteBroker(Broker):
         except sqlite3.OperationalError as error:
             raise ConnectionClosed(error) from error  # type: ignore[no-untyped-call]
 
-    def _write(self, sql: str, params: Any = (), *, durable: bool = False) -> list[Any]:
+    def _write(self, sql: str, params: Any = ()) -> list[Any]:
         """One statement that writes, in this process's write turn, committed on its own: a
         transaction without BEGIN and COMMIT, each of which is a statement that lets the GIL
-        go and come back (a thread switch under load). Returns the rows it returns.
-        `durable`: returns once the write is on disk (it survives a power loss)."""
+        go and come back (a thread switch under load). Returns the rows it returns."""
         with self._writers.turn():
-            rows = self._locked_write(sql, params)
-            ticket = self._committed()
-        if durable:
-            self._sync_log(ticket)
-        return rows
+            return self._locked_write(sql, params)
 
     def _locked_write(self, sql: str, params: Any = ()) -> list[Any]:
         """`_write` for a caller that holds the write turn."""
@@ -365,20 +360,27 @@ class SQLiteBroker(Broker):
         return self.queues.copy()
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-        """Stores the message, due now or `delay` milliseconds from now."""
+        """Stores the message, due now or `delay` milliseconds from now; returns once it is on
+        disk (it survives a power loss)."""
         if delay is not None and delay < 0:
             raise ValueError(f"delay must not be negative, got {delay!r}")
         message = message.copy(queue_name=q_name(message.queue_name))
         self.emit_before("enqueue", message, delay)
         now = time.time()
-        self._write(
-            "INSERT INTO queue_messages (queue_name, message_id, body, eta, enqueued_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (message.queue_name, message.message_id, message.encode(),
-             now + (delay or 0) / 1000, now),
-            durable=True,
-        )  # fmt: skip
-        self._ring(message.queue_name)  # a delayed one too: it may be due before their naps end
+        with self._writers.turn():
+            self._locked_write(
+                "INSERT INTO queue_messages (queue_name, message_id, body, eta, enqueued_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (message.queue_name, message.message_id, message.encode(),
+                 now + (delay or 0) / 1000, now),
+            )  # fmt: skip
+            ticket = self._committed()
+        # Consumers can claim the message from its commit on: they are woken now, while the
+        # disk syncs (woken after the sync, they found it claimed already, by a consumer that
+        # looked meanwhile, and looked again for nothing). A delayed message rings too: it
+        # may be due before their naps end.
+        self._ring(message.queue_name)
+        self._sync_log(ticket)
         self.emit_after("enqueue", message, delay)
         return message
 

@@ -1,8 +1,8 @@
 """When the SQLite broker's durable writes reach the disk: an enqueue returns only once the
 WAL holding it is synced, the sync happens after the write turn is given up (other writers
 go on meanwhile), a write committed during another's sync is synced again before it returns,
-and writes committed while a sync was under way share the next one. An enqueue also wakes
-its own process's consumers before it returns, without a trip through their doorbell."""
+and writes committed while a sync was under way share the next one. An enqueue wakes the
+consumers before its sync (its own process's directly, not through their doorbell)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,19 @@ def test_an_enqueue_is_committed_then_its_wal_synced_outside_the_write_turn(
     spy = SyncSpy(monkeypatch, seen)
     broker.enqueue(_message(1))
     assert spy.calls == [(f"{broker.path}-wal", (1, True))]
+
+
+def test_an_enqueue_wakes_the_consumers_before_its_sync_not_after(
+    broker: SQLiteBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They can claim it from its commit on; woken after the sync, they found it gone."""
+    consumer = broker.consume("q")
+    bell = consumer.bell  # type: ignore[attr-defined]
+    before = bell.generation()
+    spy = SyncSpy(monkeypatch, bell.generation)
+    broker.enqueue(_message(1))
+    assert [generation for _, generation in spy.calls] == [before + 1]
+    consumer.close()
 
 
 def test_writes_committed_during_a_sync_are_synced_again_and_share_that_sync(
