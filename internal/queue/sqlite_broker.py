@@ -231,10 +231,10 @@ class SQLiteBroker(Broker):
                 check_same_thread=False,  # only so that close() can close it
             )
             # Every commit survives the process's crash (WAL). A commit is not synced to disk
-            # on its own (an fsync each, most of a ms): enqueues and dead letters sync the
-            # WAL once they are committed (_sync_log), and claims, acks
-            # and lease renewals ride along: one lost to a power cut makes the message come
-            # back, which at-least-once delivery allows.
+            # on its own (an fsync each, most of a ms): enqueues and dead letters sync the WAL
+            # once they are committed (_sync_log), and claims, acks and lease renewals ride
+            # along: one lost to a power cut makes the message come back, which at-least-once
+            # delivery allows.
             connection.execute("PRAGMA synchronous = NORMAL")
             self._local.connection = connection
             with self._connections_lock:
@@ -375,10 +375,9 @@ class SQLiteBroker(Broker):
                  now + (delay or 0) / 1000, now),
             )  # fmt: skip
             ticket = self._committed()
-        # Consumers can claim the message from its commit on: they are woken now, while the
-        # disk syncs (woken after the sync, they found it claimed already, by a consumer that
-        # looked meanwhile, and looked again for nothing). A delayed message rings too: it
-        # may be due before their naps end.
+        # Consumers can claim the message from its commit on, so they are woken now and
+        # start on it while the disk syncs. A delayed message rings too: it may be due before
+        # their naps end.
         self._ring(message.queue_name)
         self._sync_log(ticket)
         self.emit_after("enqueue", message, delay)
@@ -505,8 +504,8 @@ class SQLiteBroker(Broker):
                     return  # deleted by the commit that held the lock meanwhile
                 ids = sorted(self._unacked)
             deleted = {
-                row_id
-                for (row_id,) in self._locked_write(
+                deleted_id
+                for (deleted_id,) in self._locked_write(
                     "DELETE FROM queue_messages"
                     f" WHERE lease_owner = ? AND id IN ({','.join('?' * len(ids))})"
                     " RETURNING id",

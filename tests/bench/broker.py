@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import threading
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,17 @@ def _worker(path: Path, counter: _Counter) -> tuple[SQLiteBroker, dramatiq.Worke
     return broker, worker
 
 
+def _noop(index: int) -> dramatiq.Message[Any]:
+    return dramatiq.Message(queue_name="bench", actor_name="noop", args=(index,), kwargs={},
+                            options={})  # fmt: skip
+
+
 def _enqueue(broker: SQLiteBroker, jobs: int) -> None:
     for index in range(jobs):
-        broker.enqueue(dramatiq.Message(queue_name="bench", actor_name="noop",
-                                        args=(index,), kwargs={}, options={}))  # fmt: skip
+        broker.enqueue(_noop(index))
 
 
-def _producer(path: str, jobs: int, ready: Any, go: Any) -> None:
+def _producer(path: str, jobs: int, ready: Event, go: Event) -> None:
     """The producer process: opens the broker, says it is ready, enqueues on `go`."""
     broker = SQLiteBroker(path, middleware=default_middleware())
     try:
@@ -131,8 +136,7 @@ def idle_latency(samples: int) -> float:
             for index in range(samples):
                 time.sleep(0.05)  # idle again: waiting on the doorbell, not busy claiming
                 sent = time.perf_counter()
-                broker.enqueue(dramatiq.Message(queue_name="bench", actor_name="noop",
-                                                args=(index,), kwargs={}, options={}))  # fmt: skip
+                broker.enqueue(_noop(index))
                 deadline = time.monotonic() + 5
                 while index not in counter.started and time.monotonic() < deadline:
                     time.sleep(0.0005)
