@@ -284,9 +284,9 @@ class SQLiteBroker(Broker):
             if self._synced >= ticket:
                 return  # a sync that started after this commit has finished
             upto = self._commits
-            if self._log_fd < 0:
-                self._log_fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
             try:
+                if self._log_fd < 0:
+                    self._log_fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
                 os.fdatasync(self._log_fd)
             except OSError as error:
                 raise ConnectionClosed(error) from error  # type: ignore[no-untyped-call]

@@ -143,3 +143,16 @@ def test_an_enqueue_wakes_its_own_processs_consumers_before_it_returns(
         broker.enqueue(_message(index))
         assert bell.generation() > generation  # rung in this thread, not by the listener
     consumer.close()
+
+
+def test_an_enqueue_whose_wal_cannot_be_synced_fails_as_a_broker_connection_error(
+    broker: SQLiteBroker,
+) -> None:
+    """The WAL file gone from under the broker (removed by hand): the commit cannot be made
+    durable, and the enqueue says so with Dramatiq's connection error, as for any other
+    failure of the database, not with an OSError of its own (job_svc's dispatcher leaves
+    such a job's message to its periodic resend)."""
+    broker.declare_queue("q")
+    Path(f"{broker.path}-wal").unlink()
+    with pytest.raises(dramatiq.errors.ConnectionClosed):
+        broker.enqueue(_message(1))
