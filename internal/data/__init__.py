@@ -133,6 +133,17 @@ def create_tables(
         ).execute()
 
 
+def drop_column_index(migrator: SchemaMigrator, table: str, column: str) -> None:
+    """A migration step: drops the plain (not unique) indexes on exactly `column` of `table`,
+    whatever they are called (peewee names an index after the model class that made it), on
+    SQLite and PostgreSQL alike; e.g. one on a column another index begins with, which every
+    insert and update paid for and no query needed."""
+    database = migrator.database
+    for index in database.get_indexes(table):
+        if not index.unique and list(index.columns) == [column]:
+            database.execute_sql(f"DROP INDEX IF EXISTS {_quoted(index.name)}")
+
+
 @contextmanager
 def write_transaction(database: peewee.Database) -> Iterator[None]:
     """A transaction that will write. On SQLite it takes the write lock up front (BEGIN

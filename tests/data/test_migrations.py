@@ -9,7 +9,7 @@ import peewee
 import pytest
 from playhouse.migrate import SchemaMigrator
 
-from internal.data import SchemaVersion, create_tables, open_database
+from internal.data import SchemaVersion, create_tables, drop_column_index, open_database
 from tests.e2e.backends import postgres_database
 
 
@@ -68,6 +68,34 @@ def test_an_older_database_is_migrated_once(database_url: str) -> None:
     assert version(database) == 1
     with database.connection_context():
         assert [(w.name, w.colour) for w in WidgetV2.select()] == [("old", "grey")]
+
+
+def indexes(database: peewee.Database) -> set[str]:
+    with database.connection_context():
+        return {index.name for index in database.get_indexes("widget")}
+
+
+def test_a_migration_drops_the_plain_indexes_on_one_column_and_keeps_the_others(
+    database_url: str,
+) -> None:
+    database = open_database(database_url)
+    create_tables(database, [WidgetV2])
+    with database.connection_context():
+        for statement in (
+            'CREATE INDEX "widget_by_name" ON "widget" ("name")',
+            'CREATE INDEX "widget_name_colour" ON "widget" ("name", "colour")',
+            'CREATE UNIQUE INDEX "widget_unique_name" ON "widget" ("name")',
+            'CREATE INDEX "widget_colour" ON "widget" ("colour")',
+        ):
+            database.execute_sql(statement)  # type: ignore[no-untyped-call]
+
+    def drop(migrator: SchemaMigrator) -> None:
+        drop_column_index(migrator, "widget", "name")
+
+    create_tables(database, [WidgetV2], service="widgets", migrations=[drop])
+    assert {"widget_name_colour", "widget_unique_name", "widget_colour"} <= indexes(database)
+    assert "widget_by_name" not in indexes(database)
+    assert version(database) == 1
 
 
 class Keyed(peewee.Model):

@@ -1,10 +1,13 @@
 """job_svc's job table and history on a real SQLite database: idempotent enqueue, one live
 message per job (dispatch numbers), attempts retried or discarded as the policy decides with
 every error kept, outcome reports enqueued with their version, the queue giving a message up,
-cancel and manual retry, resending unsent messages, stats and paging."""
+cancel and manual retry, resending unsent messages, stats and paging; the schema's indexes
+and the query plans they give."""
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -13,9 +16,19 @@ from mcsv.twirp import ErrorCode, TwirpError
 from mcsv.v1 import common_pb2, job_pb2
 
 from internal import config
+from internal.data import create_tables, open_database
 from internal.services.common import paging
 from internal.services.job_svc import outcomes
-from internal.services.job_svc.models import CONVERSION, EMAIL, REPORT, JobRow, job_message
+from internal.services.job_svc.models import (
+    CONVERSION,
+    EMAIL,
+    MIGRATIONS,
+    MODELS,
+    NAME,
+    REPORT,
+    JobRow,
+    job_message,
+)
 from internal.services.job_svc.policy import Decision
 from internal.services.job_svc.store import EarlyReport, JobStore, open_jobs
 
@@ -325,3 +338,58 @@ def test_page_tokens_round_trip_and_bad_ones_are_invalid() -> None:
     with pytest.raises(TwirpError) as bad:
         paging.page_offset("!!not-a-token")
     assert bad.value.meta == {"argument": "page_token"}
+
+
+# Indexes as version 2 had them, which migration 3 drops: each is the first column of another.
+PREFIX_INDEXES = {
+    "jobrow_queue": ("jobs", "queue"),
+    "jobrow_state": ("jobs", "state"),
+    "jobeventrow_job_id": ("job_events", "job_id"),
+}
+FULL_SCAN = re.compile(r"^SCAN \w+$")  # a table (peewee calls it t1) read without any index
+
+
+def index_names(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    return {name for (name,) in rows}
+
+
+def test_an_older_database_loses_the_indexes_others_begin_with_and_every_read_uses_one(
+    tmp_path: Path,
+) -> None:
+    settings = config.load({"MCSV_DATA_DIR": str(tmp_path)})
+    url = settings.database_url_for(NAME)
+    path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+    older = open_database(url)  # the schema as migration 2 left it, its indexes included
+    create_tables(older, MODELS, service=NAME, migrations=MIGRATIONS[:2])
+    with older.connection_context():
+        for name, (table, column) in PREFIX_INDEXES.items():
+            older.execute_sql(  # type: ignore[no-untyped-call]
+                f'CREATE INDEX "{name}" ON "{table}" ("{column}")'
+            )
+    older.close_all()  # type: ignore[attr-defined]
+    assert set(PREFIX_INDEXES) <= index_names(path)
+
+    store = open_jobs(settings)
+    assert not set(PREFIX_INDEXES) & index_names(path)
+    job, _ = store.enqueue(EMAIL, email_args(), "e1")
+    store.complete(started(store, job), None)
+
+    statements: list[str] = []
+    with store.database.connection_context():
+        connection: sqlite3.Connection = store.database.connection()  # type: ignore[no-untyped-call]
+        connection.set_trace_callback(statements.append)
+        store.get(job.id)
+        for queue, state, actor in [("emails", 0, ""), ("", job_pb2.JOB_STATE_COMPLETED, ""),
+                                    ("emails", job_pb2.JOB_STATE_COMPLETED, ""),
+                                    ("", 0, "deliver_email"), ("", 0, "")]:  # fmt: skip
+            store.page(queue, state, actor, limit=10, offset=0)
+        store.stats("emails")
+        store.stats("")
+        connection.set_trace_callback(None)
+        reads = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+        assert len(reads) >= 9
+        for sql in reads:
+            plan = [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            assert not [step for step in plan if FULL_SCAN.match(step)], (sql, plan)

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from mcsv.v1 import job_pb2
 from playhouse.migrate import SchemaMigrator
 
+from internal.data import drop_column_index
 from internal.services.common.times import timestamp
 
 NAME = "job_svc"
@@ -59,9 +60,9 @@ KINDS: dict[str, JobKind[Any]] = {kind.actor: kind for kind in (EMAIL, CONVERSIO
 class JobRow(peewee.Model):
     id = peewee.TextField(primary_key=True)
     idempotency_key = peewee.TextField(unique=True)
-    queue = peewee.TextField(index=True)
+    queue = peewee.TextField()  # indexed first in (queue, inserted_at) and (queue, state)
     actor = peewee.TextField()
-    state = peewee.IntegerField(index=True)
+    state = peewee.IntegerField()  # indexed first in (state, inserted_at)
     attempt = peewee.IntegerField(default=0)
     max_attempts = peewee.IntegerField(default=0)  # unused: retries end at retry_until
     args = peewee.BlobField()
@@ -99,7 +100,7 @@ class JobRow(peewee.Model):
 
 
 class JobEventRow(peewee.Model):
-    job_id = peewee.TextField(index=True)
+    job_id = peewee.TextField()  # indexed first in the unique (job_id, sequence)
     sequence = peewee.IntegerField()
     type = peewee.IntegerField()
     occurred_at = peewee.DoubleField()
@@ -133,7 +134,16 @@ def index_listing(migrator: SchemaMigrator) -> None:
         migrator.add_index(table, columns).run()
 
 
-MIGRATIONS = [add_dispatch, index_listing]
+def drop_prefix_indexes(migrator: SchemaMigrator) -> None:
+    """Migration 3: the single-column indexes on jobs.queue, jobs.state and
+    job_events.job_id go; the indexes that begin with those columns ((queue, inserted_at),
+    (queue, state), (state, inserted_at), the unique (job_id, sequence)) serve every query
+    they served, and each job's insert, transitions and events no longer update them."""
+    for table, column in (("jobs", "queue"), ("jobs", "state"), ("job_events", "job_id")):
+        drop_column_index(migrator, table, column)
+
+
+MIGRATIONS = [add_dispatch, index_listing, drop_prefix_indexes]
 
 
 def job_message(job: JobRow) -> job_pb2.Job:

@@ -7,7 +7,7 @@ import peewee
 from mcsv.v1 import common_pb2, user_pb2
 from playhouse.migrate import SchemaMigrator
 
-from internal.data import create_tables, open_database
+from internal.data import create_tables, drop_column_index, open_database
 from internal.services.common.times import timestamp
 from internal.services.user_svc.outbox import OutboxRow
 
@@ -26,7 +26,7 @@ class UserRow(peewee.Model):
 
 class ConversionRow(peewee.Model):
     id = peewee.TextField(primary_key=True)
-    user_id = peewee.TextField(index=True)
+    user_id = peewee.TextField()  # indexed first in (user_id, idempotency_key)
     filename = peewee.TextField()
     options = peewee.BlobField()  # ConversionOptions
     state = peewee.IntegerField()
@@ -84,7 +84,13 @@ def index_listing(migrator: SchemaMigrator) -> None:
     migrator.add_index(table, ("state", "created_at")).run()
 
 
-MIGRATIONS = [key_conversions, version_outcomes, index_listing]
+def drop_prefix_index(migrator: SchemaMigrator) -> None:
+    """Migration 4: the index on conversions.user_id goes; the unique (user_id,
+    idempotency_key) begins with the column and serves the same queries."""
+    drop_column_index(migrator, ConversionRow._meta.table_name, "user_id")
+
+
+MIGRATIONS = [key_conversions, version_outcomes, index_listing, drop_prefix_index]
 
 
 def open_users(database_url: str) -> peewee.Database:
