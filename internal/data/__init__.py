@@ -136,8 +136,8 @@ def create_tables(
 def drop_column_index(migrator: SchemaMigrator, table: str, column: str) -> None:
     """A migration step: drops the plain (not unique) indexes on exactly `column` of `table`,
     whatever they are called (peewee names an index after the model class that made it), on
-    SQLite and PostgreSQL alike; e.g. one on a column another index begins with, which every
-    insert and update paid for and no query needed."""
+    SQLite and PostgreSQL alike: e.g. one on a column another index begins with, or one no
+    query reads by, which every insert and update paid for."""
     database = migrator.database
     for index in database.get_indexes(table):
         if not index.unique and list(index.columns) == [column]:

@@ -17,7 +17,13 @@ from mcsv.v1 import client_pb2
 from playhouse.migrate import SchemaMigrator
 
 from internal import config
-from internal.data import create_tables, fetch_rows, open_database, write_transaction
+from internal.data import (
+    create_tables,
+    drop_column_index,
+    fetch_rows,
+    open_database,
+    write_transaction,
+)
 from internal.services.common.errors import (
     invalid_argument,
     optional_url,
@@ -35,7 +41,7 @@ class Notification(peewee.Model):
     notification_id = peewee.TextField(primary_key=True)
     # "email" (workflow 1, subject = user id) or "conversion" (workflow 2, subject = its id)
     kind = peewee.TextField()
-    subject_id = peewee.TextField(index=True)
+    subject_id = peewee.TextField()  # not indexed: no query looks a subject up
     received_at = peewee.DoubleField()  # unix time
     payload = peewee.BlobField()  # the ReceiveNotificationRequest
     # 1, 2, 3... in the order received, and committed in that order (see store_notification):
@@ -275,9 +281,16 @@ def add_versions(migrator: SchemaMigrator) -> None:
     migrator.add_column(table, "version", peewee.BigIntegerField(default=0)).run()
 
 
+def drop_subject_index(migrator: SchemaMigrator) -> None:
+    """Migration 3: the index on subject_id goes. No query reads by it, and each
+    notification's insert paid for it."""
+    drop_column_index(migrator, Notification._meta.table_name, "subject_id")
+
+
+MIGRATIONS = [number_notifications, add_versions, drop_subject_index]
+
+
 def open_notifications(settings: config.Settings) -> peewee.Database:
     database = open_database(settings.database_url_for(NAME))
-    create_tables(
-        database, [Notification], service=NAME, migrations=[number_notifications, add_versions]
-    )
+    create_tables(database, [Notification], service=NAME, migrations=MIGRATIONS)
     return database
