@@ -139,8 +139,8 @@ def drop_prefix_indexes(migrator: SchemaMigrator) -> None:
     job_events.job_id go; the indexes that begin with those columns ((queue, inserted_at),
     (queue, state), (state, inserted_at), the unique (job_id, sequence)) serve every query
     they served, and each job's insert, transitions and events no longer update them."""
-    for table, column in (("jobs", "queue"), ("jobs", "state"), ("job_events", "job_id")):
-        drop_column_index(migrator, table, column)
+    for model, column in ((JobRow, "queue"), (JobRow, "state"), (JobEventRow, "job_id")):
+        drop_column_index(migrator, model._meta.table_name, column)
 
 
 MIGRATIONS = [add_dispatch, index_listing, drop_prefix_indexes]
