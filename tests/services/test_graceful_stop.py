@@ -5,6 +5,7 @@ read a clean stop from that)."""
 
 from __future__ import annotations
 
+import email.utils
 import os
 import signal
 import socket
@@ -64,3 +65,32 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path) -> N
     output, _ = process.communicate(timeout=15)
     assert process.returncode == 0, output
     assert b'"level": "ERROR"' not in output, output
+
+
+def _loop_wakeups(pid: int) -> int:
+    """Voluntary context switches of the process's main thread (the event loop's): each is
+    a wait that blocked, i.e. a wake-up."""
+    status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+def test_an_idle_service_wakes_about_once_a_second_and_its_date_header_stays_current(
+    tmp_path: Path,
+) -> None:
+    # uvicorn's own loop wakes ten times a second to look for a stop; an idle service's does
+    # once (to renew the Date header), and a signal stops it at once (the test above).
+    port = free_port()
+    process = _start(port, tmp_path)
+    try:
+        time.sleep(1.0)  # the start's own work done
+        before = _loop_wakeups(process.pid)
+        time.sleep(4.0)
+        woken = _loop_wakeups(process.pid) - before
+        assert woken <= 10, f"the idle event loop woke {woken} times in 4 s"
+        answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        date = email.utils.parsedate_to_datetime(answer.headers["date"]).timestamp()
+        assert abs(date - time.time()) <= 2.5, answer.headers["date"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output

@@ -121,11 +121,21 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 KEEP_ALIVE_SECONDS = 60
 
 
+# How often an idle server's loop wakes: to renew the Date header, which has a resolution of a
+# second. uvicorn's own loop wakes ten times a second to look for a stop; here the stop wakes it.
+TICK_SECONDS = 1.0
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, stopped by SIGTERM or SIGINT through the event loop: it stops
     accepting, finishes the requests in flight (at most GRACEFUL_SHUTDOWN_SECONDS) and
     returns, so that the process exits 0 (uvicorn's own handlers raise the signal again once
-    it is done, which would end the process by the signal)."""
+    it is done, which would end the process by the signal). Idle, it wakes once a second,
+    not ten times (`split idle`: a wake-up costs an idle process ~0.15 ms of CPU)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._stopping: asyncio.Event | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -140,6 +150,21 @@ class _Server(uvicorn.Server):
 
     def _stop(self) -> None:
         self.should_exit = True
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def main_loop(self) -> None:
+        """uvicorn's main loop (on_tick renews the Date header and says when to stop), ticking
+        every TICK_SECONDS or at once when a signal asks it to stop. on_tick renews the header
+        on every tenth count: each tick here counts ten."""
+        self._stopping = asyncio.Event()
+        if self.should_exit:  # a signal came before the loop
+            self._stopping.set()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), TICK_SECONDS)
 
 
 def run(app: Starlette, host: str, port: int) -> None:
