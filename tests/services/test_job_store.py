@@ -279,8 +279,10 @@ def test_deferred_marks_ride_with_the_next_enqueue_or_are_recorded_together(
 ) -> None:
     store.defer_marks = True  # as job_svc's app sets it
     first, _ = store.enqueue(EMAIL, email_args("u1"), "k1")
+    assert not store.marks_due.is_set()  # job_svc's marker sleeps while nothing is due
     store.mark_sent(first.id, first.dispatch)
     assert not sent(store, first.id)  # not yet written
+    assert store.marks_due.is_set()  # it wakes to write it, unless an enqueue does first
     second, _ = store.enqueue(EMAIL, email_args("u2"), "k2")
     assert sent(store, first.id) and not sent(store, second.id)  # in the enqueue's transaction
     store.mark_sent(second.id, second.dispatch)

@@ -22,7 +22,7 @@ from internal.services.job_svc.models import NAME, JobRow
 from internal.services.job_svc.service import JobService
 from internal.services.job_svc.store import JobStore, open_jobs
 
-# How often the marks of the messages sent are recorded when no enqueue takes them along.
+# How soon after a message is sent its mark is recorded, when no enqueue takes it along.
 MARKS_INTERVAL_SECONDS = 0.1
 
 
@@ -41,7 +41,9 @@ def create_app(settings: config.Settings) -> Starlette:
     # An enqueue's message is recorded sent by a later transaction, with others (see
     # JobStore.mark_sent), not by one of its own before the call answers.
     store.defer_marks = True
-    marker = Periodic("record-sent-marks", MARKS_INTERVAL_SECONDS, store.record_marks)
+    marker = Periodic(
+        "record-sent-marks", MARKS_INTERVAL_SECONDS, store.record_marks, due=store.marks_due
+    )
     service = JobService(store, dispatcher)
     app = service_app(
         NAME,

@@ -76,6 +76,7 @@ class JobStore:
         self.defer_marks = False
         self._unrecorded: list[tuple[str, int]] = []
         self._unrecorded_lock = threading.Lock()
+        self.marks_due = threading.Event()  # set while marks wait to be written
 
     # -- enqueueing ---------------------------------------------------------------------
 
@@ -96,12 +97,13 @@ class JobStore:
     def mark_sent(self, job_id: str, dispatch: int) -> None:
         """The message numbered `dispatch` is on the queue (unless a newer one replaced it).
         With defer_marks (job_svc's RPCs) it is recorded a moment later, with others: by the
-        next enqueue's transaction, or by record_marks, which the service runs a few times a
-        second. A mark lost with its process only makes resend_unsent send the job again,
-        with a new number (the message sent first then runs nothing)."""
+        next enqueue's transaction, or by record_marks, which the service runs a moment after
+        `marks_due` is set. A mark lost with its process only makes resend_unsent send the job
+        again, with a new number (the message sent first then runs nothing)."""
         if self.defer_marks:
             with self._unrecorded_lock:
                 self._unrecorded.append((job_id, dispatch))
+            self.marks_due.set()
             return
         with self.database.connection_context(), write_transaction(self.database):
             self._write_marks([(job_id, dispatch)])
@@ -127,6 +129,8 @@ class JobStore:
         """Marks whose transaction failed, for the next one."""
         with self._unrecorded_lock:
             self._unrecorded[:0] = marks
+        if marks:
+            self.marks_due.set()
 
     def _write_marks(self, marks: list[tuple[str, int]]) -> None:
         for job_id, dispatch in marks:
