@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -14,9 +15,9 @@ from internal.services.common.periodic import Periodic
 INTERVAL = 0.05
 
 
-def _wait_for(condition: object, seconds: float = 5.0) -> None:
+def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("the condition never held")
         time.sleep(0.01)

@@ -156,13 +156,11 @@ class _Server(uvicorn.Server):
     async def main_loop(self) -> None:
         """uvicorn's main loop (on_tick renews the Date header and says when to stop), ticking
         every TICK_SECONDS or at once when a signal asks it to stop. on_tick renews the header
-        on every tenth count: each tick here counts ten."""
+        when its count is a multiple of ten: 0 on every tick here."""
         self._stopping = asyncio.Event()
         if self.should_exit:  # a signal came before the loop
             self._stopping.set()
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 10) % 864_000
+        while not await self.on_tick(0):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), TICK_SECONDS)
 
