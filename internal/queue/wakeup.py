@@ -37,10 +37,19 @@ class Doorbell:
     """This process's socket, and a `Bell` per queue its consumers wait on."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = directory
         self.path = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(self.path))
+        for _ in range(10):  # the last doorbell to close may remove the directory meanwhile
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                self._socket.bind(str(self.path))
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            self._socket.close()
+            raise FileNotFoundError(f"could not bind a doorbell in {directory}")
         self._bells: dict[str, Bell] = {}
         self._bells_lock = threading.Lock()
         self._closed = False
@@ -70,6 +79,8 @@ class Doorbell:
             self._socket.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+        with contextlib.suppress(OSError):  # the last one out removes the directory
+            self.directory.rmdir()
         with self._bells_lock:
             bells = list(self._bells.values())
         for bell in bells:

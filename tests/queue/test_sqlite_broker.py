@@ -291,6 +291,22 @@ def test_a_dead_processs_doorbell_is_removed_by_the_next_enqueue(setup: Setup) -
     assert not doorbells[0].exists()
 
 
+def test_the_last_doorbell_to_close_removes_the_directory_and_a_new_one_makes_it_again(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "bells"
+    first, second = Doorbell(directory), Doorbell(directory)
+    first.close()
+    assert directory.is_dir() and second.path.exists()  # still used by the other
+    second.close()
+    assert not directory.exists()  # nothing left behind in the temporary directory
+    third = Doorbell(directory)
+    try:
+        assert third.path.exists()
+    finally:
+        third.close()
+
+
 def test_a_ring_wakes_the_consumers_of_its_queue_and_no_other(tmp_path: Path) -> None:
     doorbell = Doorbell(tmp_path / "bells")
     try:
