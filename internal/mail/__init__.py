@@ -1,6 +1,12 @@
 """Email for email_svc: rendering the templates and delivering over SMTP."""
 
-from internal.mail.render import RenderedEmail, TemplateError, render, required_variables
+from internal.mail.render import (
+    RenderedEmail,
+    TemplateError,
+    check,
+    render,
+    required_variables,
+)
 from internal.mail.smtp import (
     DeliveryError,
     OutgoingEmail,
@@ -16,6 +22,7 @@ __all__ = [
     "SmtpTransport",
     "TemplateError",
     "build_message",
+    "check",
     "render",
     "required_variables",
     "smtp_transport_from_url",

@@ -3,9 +3,11 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcsv.v1 import common_pb2
 
-from internal.mail import TemplateError, render, required_variables
+from internal.mail import TemplateError, check, render, required_variables
 
 WELCOME = common_pb2.EMAIL_TEMPLATE_WELCOME
 NOTIFICATION = common_pb2.EMAIL_TEMPLATE_NOTIFICATION
@@ -155,6 +157,49 @@ def test_required_variables_per_template() -> None:
 def test_an_unknown_template_is_a_template_error(template: int, message: str) -> None:
     with pytest.raises(TemplateError, match=message):
         render(template, USER)
+
+
+# Every variable any template reads, and values that some filter refuses.
+_NAMES = ["user_name", "recipient", "title", "body", "pdf_url", "filename", "pdf_bytes",
+          "expires_at", "page_width_points", "page_height_points", "unused"]  # fmt: skip
+_VALUES = st.one_of(
+    st.sampled_from(["", "595", "842", "2025-01-02T12:00:00Z", "tomorrow", "lots", "A4",
+                     "https://files.example.com/a.pdf", "javascript:alert(1)", "a\r\nb"]),
+    st.text(max_size=30),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    template=st.sampled_from([WELCOME, NOTIFICATION, CONVERSION_COMPLETE]),
+    variables=st.dictionaries(st.sampled_from(_NAMES), _VALUES),
+)
+def test_check_refuses_exactly_what_rendering_refuses(
+    template: int, variables: dict[str, str]
+) -> None:
+    try:
+        render(template, variables)
+    except TemplateError as refused:
+        with pytest.raises(TemplateError) as checked:
+            check(template, variables)
+        assert str(checked.value) == str(refused)
+    else:
+        check(template, variables)
+
+
+@pytest.mark.parametrize(("template", "variables"), ALL_TEMPLATES)
+def test_check_names_each_missing_variable(template: int, variables: dict[str, str]) -> None:
+    for missing in required_variables(template):
+        incomplete = {name: value for name, value in variables.items() if name != missing}
+        with pytest.raises(TemplateError, match=f"needs the variable\\(s\\): {missing}$"):
+            check(template, incomplete)
+
+
+def test_check_refuses_a_malformed_link_and_an_unknown_template() -> None:
+    with pytest.raises(TemplateError, match="javascript:alert"):
+        check(CONVERSION_COMPLETE, {**PDF, "pdf_url": "javascript:alert(1)"})
+    with pytest.raises(TemplateError, match="unknown email template 99"):
+        check(99, USER)
 
 
 class _TagBalance(HTMLParser):

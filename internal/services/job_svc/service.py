@@ -100,14 +100,14 @@ class JobService:
 def check_email_args(args: job_pb2.EmailJobArgs) -> None:
     """invalid_argument naming the field for email job args that no attempt could deliver
     and report (what DeliverEmail and NotifyEmailDelivered would refuse), so that such a job
-    is never enqueued: the recipient, the user, the template and its variables, rendered
-    here as email_svc will render them."""
+    is never enqueued: the recipient, the user, the template and its variables (mail.check:
+    what email_svc's rendering would refuse)."""
     require(args.user_id, "args.user_id", max_length=200)
     recipient = require_email(args.recipient, "args.recipient")
     if args.template == common_pb2.EMAIL_TEMPLATE_UNSPECIFIED:
         raise invalid_argument("args.template", "is required")
     try:
-        mail.render(
+        mail.check(
             args.template, {"user_name": args.user_name, "recipient": recipient, **args.variables}
         )
     except mail.TemplateError as exc:
