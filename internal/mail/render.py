@@ -64,9 +64,7 @@ def render(template: int, variables: Mapping[str, str]) -> RenderedEmail:
     """Renders a template (a mcsv.v1.EmailTemplate value) with its variables. Variables the
     template does not use are ignored."""
     spec = _lookup(template)
-    missing = [name for name in required_variables(template) if name not in variables]
-    if missing:
-        raise TemplateError(f"the {spec.name} email needs the variable(s): {', '.join(missing)}")
+    _require_variables(spec, variables)
     environment = _environment()
     context = dict(variables)
     try:
@@ -88,10 +86,14 @@ def check(template: int, variables: Mapping[str, str]) -> None:
     only for a missing variable. (job_svc checks every email job's variables before enqueuing
     it; rendering the welcome email for that was a twelfth of its CPU per job, py-spy.)"""
     spec = _lookup(template)
-    if _checked_by_rendering(spec.name):
+    if _checked_by_rendering(spec):
         render(template, variables)
-        return
-    missing = [name for name in required_variables(template) if name not in variables]
+    else:
+        _require_variables(spec, variables)
+
+
+def _require_variables(spec: _Template, variables: Mapping[str, str]) -> None:
+    missing = [name for name in (*COMMON_VARIABLES, *spec.required) if name not in variables]
     if missing:
         raise TemplateError(f"the {spec.name} email needs the variable(s): {', '.join(missing)}")
 
@@ -101,14 +103,13 @@ CHECKING = frozenset({"filesize", "when", "http_url", "page_size"})
 
 
 @functools.cache
-def _checked_by_rendering(name: str) -> bool:
+def _checked_by_rendering(spec: _Template) -> bool:
     """Whether a template's files (and the layouts they extend) apply a CHECKING filter or
     function, or use a variable that is not required (an optional one may be tested, `is
     defined`, and then checked): then only rendering tells whether its variables will do."""
     environment = _environment()
-    spec = next(spec for spec in _TEMPLATES.values() if spec.name == name)
     required = {*COMMON_VARIABLES, *spec.required}
-    pending = [f"{name}.subject.txt", f"{name}.txt", f"{name}.html"]
+    pending = [f"{spec.name}.subject.txt", f"{spec.name}.txt", f"{spec.name}.html"]
     seen: set[str] = set()
     while pending:
         file = pending.pop()
